@@ -1,0 +1,252 @@
+"""The `custintel` command: one subcommand per pipeline step, plus the whole `retrain` flow.
+
+    custintel --help
+    custintel retrain --serve-check     # the main job, end to end
+
+Heavy libraries are imported inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from custintel.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Customer-intelligence MLOps platform: churn risk, expected spend and segments.")
+_state: dict = {"params": Path("params.yaml"), "verbose": False}
+
+RunId = Annotated[str | None, typer.Option("--run-id", help="Run directory name (default: latest run).")]
+
+
+@app.callback()
+def _root(
+    params: Annotated[Path, typer.Option("--params", "-p", help="Path to params.yaml.")] = Path("params.yaml"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    _state.update(params=params, verbose=verbose)
+
+
+def _settings():
+    from custintel.config import load_settings
+    from custintel.runtime import configure, setup_logging
+
+    settings = load_settings(_state["params"])
+    configure(settings)
+    setup_logging(_state["verbose"])
+    return settings
+
+
+def _print(payload: dict) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _run_dir(settings, run_id: str | None, create: bool = False) -> Path:
+    from custintel.paths import DataPaths
+    from custintel.runs import new_run_id, resolve_run
+
+    paths = DataPaths(settings.data_dir)
+    if create:
+        run_dir = paths.run_dir(run_id or new_run_id())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    return resolve_run(paths, run_id)
+
+
+def _data_version(settings) -> str:
+    from custintel.data.versioning import data_version
+    from custintel.paths import DataPaths
+
+    version = data_version(DataPaths(settings.data_dir).dvc_repo)
+    if version is None:
+        raise UserError("No versioned raw data yet: run `custintel ingest` first.")
+    return version
+
+
+@app.command()
+def generate(
+    n_customers: Annotated[int | None, typer.Option(help="Override data.n_customers.", min=10)] = None,
+) -> None:
+    """Generate the synthetic raw tables and version them with DVC (add + push)."""
+    settings = _settings()
+    if n_customers is not None:
+        settings = settings.model_copy(update={"data": settings.data.model_copy(
+            update={"n_customers": n_customers})})
+    from custintel.steps.ingest import generate_and_version
+
+    _print(generate_and_version(settings))
+
+
+@app.command()
+def ingest() -> None:
+    """Make sure the configured dataset is versioned (generating it if needed), then dvc pull it."""
+    from custintel.steps.ingest import ingest as run
+
+    _print(run(_settings()))
+
+
+@app.command()
+def features(force: Annotated[bool, typer.Option(help="Recompute even if unchanged.")] = False) -> None:
+    """Compute point-in-time features and labels into the offline store (parquet)."""
+    from custintel.steps.features import build_features
+
+    settings = _settings()
+    _print(build_features(settings, _data_version(settings), force=force))
+
+
+@app.command("feast-apply")
+def feast_apply() -> None:
+    """Register the Feast entity, source, feature view and feature service."""
+    from custintel.steps.features import feast_apply as run
+
+    _print({"applied": run(_settings())})
+
+
+@app.command()
+def materialize() -> None:
+    """Materialize the newest snapshot into the online store (SQLite)."""
+    from custintel.steps.features import feast_materialize
+
+    _print(feast_materialize(_settings()))
+
+
+@app.command()
+def train(run_id: RunId = None) -> None:
+    """Tune (Optuna) and train the multi-task model on the Feast training set."""
+    from custintel.paths import DataPaths
+    from custintel.steps.train import train as run
+
+    settings = _settings()
+    run_dir = _run_dir(settings, run_id, create=True)
+    version = _data_version(settings)
+    result = run(settings, run_dir, version)
+    (DataPaths(settings.data_dir).runs / "LATEST").write_text(run_dir.name)
+    _print(result)  # the run is indexed for reuse by `evaluate`, once its metrics exist
+
+
+@app.command()
+def evaluate(run_id: RunId = None) -> None:
+    """Score the run's model and baselines on the time-based holdout -> metrics.json."""
+    from custintel.paths import DataPaths
+    from custintel.runs import record_run, training_key
+    from custintel.steps.evaluate import evaluate as run
+
+    settings = _settings()
+    run_dir = _run_dir(settings, run_id)
+    version = _data_version(settings)
+    metrics = run(settings, run_dir, version)
+    record_run(DataPaths(settings.data_dir), training_key(settings, version), run_dir.name)
+    _print(metrics)
+
+
+@app.command()
+def drift(run_id: RunId = None) -> None:
+    """Evidently drift report: training window vs newest snapshot (HTML + JSON)."""
+    from custintel.steps.monitor import drift as run
+
+    settings = _settings()
+    _print(run(settings, _run_dir(settings, run_id)))
+
+
+@app.command()
+def promote(run_id: RunId = None) -> None:
+    """Register the run's model in the BentoML store; promote it if it beats the champion."""
+    from custintel.steps.promote import promote as run
+    from custintel.steps.promote import register
+
+    settings = _settings()
+    run_dir = _run_dir(settings, run_id)
+    _print(run(settings, run_dir, register(settings, run_dir)))
+
+
+@app.command()
+def rollback() -> None:
+    """Make the previous champion the champion again."""
+    from custintel.paths import DataPaths
+    from custintel.registry import rollback as run
+
+    _print({"champion": run(DataPaths(_settings().data_dir))})
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Port (default serve.port).")] = None,
+) -> None:
+    """Serve the champion model over HTTP with BentoML (Ctrl-C to stop)."""
+    from custintel import server
+
+    settings = _settings()
+    proc = server.start(_state["params"], settings.serve.host, port or settings.serve.port)
+    try:
+        sys.exit(proc.wait())
+    except KeyboardInterrupt:
+        server.stop(proc)
+
+
+@app.command()
+def predict(
+    customer_ids: Annotated[list[int], typer.Argument(help="Customer ids to score.")],
+    url: Annotated[str | None, typer.Option(help="Server URL (default from serve.host/port).")] = None,
+) -> None:
+    """Ask a running server for predictions."""
+    import httpx
+
+    settings = _settings()
+    url = url or f"http://{settings.serve.host}:{settings.serve.port}"
+    try:
+        response = httpx.post(f"{url}/predict", json={"customer_ids": customer_ids}, timeout=30)
+    except httpx.TransportError:
+        raise UserError(f"No server answers at {url}; start one with `custintel serve`.") from None
+    _print(response.json())
+
+
+@app.command()
+def retrain(
+    force: Annotated[bool, typer.Option(help="Recompute features and retrain even if unchanged.")] = False,
+    serve_check: Annotated[bool, typer.Option(
+        "--serve-check", help="Afterwards start the server, print a served prediction, stop it.")] = False,
+) -> None:
+    """Run the whole Prefect `retrain` flow (the main job)."""
+    settings = _settings()
+    from flows.retrain import retrain as flow
+
+    summary = flow(params_path=str(_state["params"]), force=force)
+    if serve_check:
+        summary["served_prediction"] = _served_prediction(settings)
+    _print(summary)
+    typer.echo("\nReports:")
+    for name, path in summary["reports"].items():
+        typer.echo(f"  {name:10s} {path}")
+
+
+def _served_prediction(settings) -> dict:
+    import httpx
+
+    from custintel import server
+
+    port = server.free_port()
+    log_file = settings.data_dir / "serve-check.log"
+    proc = server.start(_state["params"], settings.serve.host, port, log_file=log_file)
+    try:
+        url = f"http://{settings.serve.host}:{port}"
+        server.wait_ready(proc, url)
+        return httpx.post(f"{url}/predict", json={"customer_ids": [1, 2, 3, 99999999]}, timeout=30).json()
+    finally:
+        server.stop(proc)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

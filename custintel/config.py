@@ -1,0 +1,187 @@
+"""Typed configuration loaded once from `params.yaml`.
+
+    from custintel.config import load_settings
+    settings = load_settings("params.yaml")
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from custintel.errors import UserError
+
+DATA_DIR_ENV = "CUSTINTEL_DATA_DIR"
+PARAMS_ENV = "CUSTINTEL_PARAMS"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseSection(_Section):
+    seed: int = Field(42, description="One seed for data generation, splits, tuning and training.")
+
+
+class PathsSection(_Section):
+    data_dir: str = Field("data", description="Everything a run writes lives here.")
+
+
+class DataSection(_Section):
+    n_customers: int = Field(20000, ge=10, description="Customers simulated by the generator.")
+    start_date: date = Field(date(2024, 1, 1), description="First day of simulated history.")
+    end_date: date = Field(date(2025, 12, 31), description="Last day of simulated history.")
+    n_categories: int = Field(8, ge=1, le=50, description="Product categories.")
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> DataSection:
+        if self.end_date <= self.start_date + timedelta(days=60):
+            raise ValueError("end_date must be at least 60 days after start_date")
+        return self
+
+
+class VersioningSection(_Section):
+    remote_url: str | None = Field(None, description="DVC remote; None = <data_dir>/dvc-remote.")
+
+
+class FeaturesSection(_Section):
+    horizon_days: int = Field(90, ge=7, le=730, description="Prediction horizon in days.")
+    first_snapshot: date = Field(date(2024, 7, 1), description="First point-in-time snapshot.")
+    snapshot_every_days: int = Field(30, ge=1, description="Spacing between snapshots.")
+
+
+class TuningSection(_Section):
+    n_trials: int = Field(4, ge=1, description="Optuna trials.")
+    timeout_s: float | None = Field(None, gt=0, description="Optional wall-clock cap for the study.")
+    storage: str | None = Field(None, description="SQLAlchemy URL; None = SQLite in the data dir.")
+    hidden_dim: tuple[int, int] = (32, 128)
+    n_layers: tuple[int, int] = (1, 3)
+    dropout: tuple[float, float] = (0.0, 0.3)
+    lr: tuple[float, float] = (3e-4, 1e-2)
+    weight_decay: tuple[float, float] = (1e-6, 1e-3)
+    value_loss_weight: tuple[float, float] = (0.2, 2.0)
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> TuningSection:
+        for name in ("hidden_dim", "n_layers", "dropout", "lr", "weight_decay", "value_loss_weight"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name}: low bound {low} is above high bound {high}")
+        return self
+
+
+class TrainSection(_Section):
+    max_epochs: int = Field(12, ge=1)
+    patience: int = Field(3, ge=1, description="Early-stopping patience in epochs.")
+    batch_size: int = Field(512, ge=8)
+    num_workers: int = Field(0, ge=0)
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    tuning: TuningSection = TuningSection()
+
+
+class DriftSection(_Section):
+    share_threshold: float = Field(0.3, ge=0, le=1, description="Alert above this drifted share.")
+    sample_size: int = Field(20000, ge=100, description="Rows sampled per side for the report.")
+
+
+class PromoteSection(_Section):
+    metric: Literal["churn_auc", "value_spearman", "neg_value_mae"] = "churn_auc"
+    min_improvement: float = Field(0.0, description="Margin a challenger must win by.")
+
+
+class ServeSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    max_ids_per_request: int = Field(1000, ge=1)
+
+
+class AlertsSection(_Section):
+    webhook_env: str = Field("CUSTINTEL_SLACK_WEBHOOK_URL", description="Env var with the webhook URL.")
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class Settings(_Section):
+    base: BaseSection = BaseSection()
+    paths: PathsSection = PathsSection()
+    data: DataSection = DataSection()
+    versioning: VersioningSection = VersioningSection()
+    features: FeaturesSection = FeaturesSection()
+    train: TrainSection = TrainSection()
+    drift: DriftSection = DriftSection()
+    promote: PromoteSection = PromoteSection()
+    serve: ServeSection = ServeSection()
+    alerts: AlertsSection = AlertsSection()
+
+    @model_validator(mode="after")
+    def _snapshots_inside_history(self) -> Settings:
+        if not self.data.start_date < self.features.first_snapshot < self.data.end_date:
+            raise ValueError(
+                "features.first_snapshot must lie strictly between data.start_date and data.end_date"
+            )
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory: env CUSTINTEL_DATA_DIR wins over paths.data_dir."""
+        return Path(os.environ.get(DATA_DIR_ENV) or self.paths.data_dir).expanduser().resolve()
+
+    def snapshot_dates(self) -> list[datetime]:
+        """Snapshot timestamps (UTC midnight), oldest first; the last one is the end of history."""
+        end = _utc(self.data.end_date)
+        step = timedelta(days=self.features.snapshot_every_days)
+        snaps, current = [], _utc(self.features.first_snapshot)
+        while current < end:
+            snaps.append(current)
+            current += step
+        snaps.append(end)
+        return snaps
+
+    def labelled_snapshots(self) -> list[datetime]:
+        """Snapshots whose whole horizon lies inside the observed history."""
+        end = _utc(self.data.end_date)
+        horizon = timedelta(days=self.features.horizon_days)
+        return [s for s in self.snapshot_dates() if s + horizon <= end]
+
+
+def _utc(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source} is invalid:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; remove it or fix its spelling")
+        else:
+            got = err.get("input")
+            got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key}: {err['msg']}{got_text}")
+    lines.append(f"Fix the key(s) above in {source}.")
+    return "\n".join(lines)
+
+
+def settings_from_dict(raw: dict, source: str = "params.yaml") -> Settings:
+    try:
+        return Settings.model_validate(raw or {})
+    except ValidationError as exc:
+        raise UserError(_format_error(exc, source)) from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load `params.yaml` (or $CUSTINTEL_PARAMS) into a validated Settings object."""
+    path = Path(path or os.environ.get(PARAMS_ENV) or "params.yaml")
+    if not path.is_file():
+        raise UserError(f"Config file {path} not found; run from the project root or pass --params PATH.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of sections (base, paths, data, ...).")
+    return settings_from_dict(raw, str(path))

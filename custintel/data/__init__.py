@@ -1,0 +1,1 @@
+"""Raw data: the synthetic generator, table schemas and DVC versioning."""

@@ -1,0 +1,111 @@
+"""Point-in-time features and labels per (customer, snapshot), computed with DuckDB.
+
+    custintel features     # writes <data_dir>/offline/customer_features.parquet and labels
+
+Features at a snapshot use only events strictly before it; labels use only events in
+[snapshot, snapshot + horizon) and exist only where that window is fully observed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from custintel.features.schema import CHURN_LABEL, ENTITY_KEY, FEATURE_NAMES, TIMESTAMP, VALUE_LABEL
+
+_FEATURES_SQL = f"""
+WITH cs AS (
+    SELECT c.customer_id, c.signup_ts, s.snapshot_ts
+    FROM customers c JOIN snaps s ON c.signup_ts < s.snapshot_ts
+),
+o AS (
+    SELECT cs.customer_id, cs.snapshot_ts,
+        count(o.order_id) AS frequency,
+        max(o.order_ts) AS last_order_ts,
+        coalesce(avg(o.amount), 0) AS monetary_mean,
+        coalesce(sum(o.amount) FILTER (WHERE o.order_ts >= cs.snapshot_ts - INTERVAL 90 DAY), 0) AS spend_90d,
+        count(o.order_id) FILTER (WHERE o.order_ts >= cs.snapshot_ts - INTERVAL 90 DAY) AS orders_90d
+    FROM cs LEFT JOIN orders o
+      ON o.customer_id = cs.customer_id AND o.order_ts < cs.snapshot_ts
+    GROUP BY cs.customer_id, cs.snapshot_ts
+),
+e AS (
+    SELECT cs.customer_id, cs.snapshot_ts,
+        count(DISTINCT e.session_id) AS sessions_30d,
+        count(*) FILTER (WHERE e.event_type = 'add_to_cart') AS cart_adds_30d
+    FROM cs JOIN events e
+      ON e.customer_id = cs.customer_id
+     AND e.event_ts < cs.snapshot_ts AND e.event_ts >= cs.snapshot_ts - INTERVAL 30 DAY
+    GROUP BY cs.customer_id, cs.snapshot_ts
+),
+r AS (
+    SELECT cs.customer_id, cs.snapshot_ts, count(*) AS review_count, avg(r.rating) AS mean_rating
+    FROM cs JOIN reviews r ON r.customer_id = cs.customer_id AND r.review_ts < cs.snapshot_ts
+    GROUP BY cs.customer_id, cs.snapshot_ts
+)
+SELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},
+    date_diff('second', coalesce(o.last_order_ts, cs.signup_ts), cs.snapshot_ts) / 86400.0 AS recency_days,
+    o.frequency::DOUBLE AS frequency,
+    o.monetary_mean::DOUBLE AS monetary_mean,
+    o.spend_90d::DOUBLE AS spend_90d,
+    o.orders_90d::DOUBLE AS orders_90d,
+    date_diff('second', cs.signup_ts, cs.snapshot_ts) / 86400.0 AS tenure_days,
+    coalesce(e.sessions_30d, 0)::DOUBLE AS sessions_30d,
+    coalesce(e.cart_adds_30d, 0)::DOUBLE AS cart_adds_30d,
+    coalesce(r.review_count, 0)::DOUBLE AS review_count,
+    coalesce(r.mean_rating, 0)::DOUBLE AS mean_rating
+FROM cs
+JOIN o USING (customer_id, snapshot_ts)
+LEFT JOIN e USING (customer_id, snapshot_ts)
+LEFT JOIN r USING (customer_id, snapshot_ts)
+ORDER BY {TIMESTAMP}, {ENTITY_KEY}
+"""
+
+_LABELS_SQL = f"""
+SELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},
+    (count(o.order_id) = 0)::INTEGER AS {CHURN_LABEL},
+    coalesce(sum(o.amount), 0)::DOUBLE AS {VALUE_LABEL}
+FROM (SELECT c.customer_id, s.snapshot_ts FROM customers c JOIN snaps s ON c.signup_ts < s.snapshot_ts) cs
+LEFT JOIN orders o
+  ON o.customer_id = cs.customer_id
+ AND o.order_ts >= cs.snapshot_ts AND o.order_ts < cs.snapshot_ts + INTERVAL (?) DAY
+GROUP BY cs.customer_id, cs.snapshot_ts
+ORDER BY {TIMESTAMP}, {ENTITY_KEY}
+"""
+
+
+def _connect(raw_dir: Path, snapshots: list[datetime]):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for table in ("customers", "orders", "events", "reviews"):
+        path = raw_dir / f"{table}.parquet"
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path.as_posix()}')")
+    snaps = pd.DataFrame({"snapshot_ts": pd.to_datetime(snapshots, utc=True)})
+    con.register("snaps", snaps)
+    return con
+
+
+def _utc_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    frame[ENTITY_KEY] = frame[ENTITY_KEY].astype("int64")
+    return frame
+
+
+def compute_features(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
+    """One row per (customer signed up before the snapshot, snapshot) with FEATURE_NAMES."""
+    con = _connect(raw_dir, snapshots)
+    frame = _utc_frame(con.execute(_FEATURES_SQL).df())
+    return frame[[ENTITY_KEY, TIMESTAMP, *FEATURE_NAMES]]
+
+
+def compute_labels(raw_dir: Path, snapshots: list[datetime], horizon_days: int, end: datetime) -> pd.DataFrame:
+    """Churn and spend in [snapshot, snapshot + horizon) for snapshots whose horizon ends by `end`."""
+    labelled = [s for s in snapshots if s + timedelta(days=horizon_days) <= end]
+    if not labelled:
+        return pd.DataFrame(columns=[ENTITY_KEY, TIMESTAMP, CHURN_LABEL, VALUE_LABEL])
+    con = _connect(raw_dir, labelled)
+    return _utc_frame(con.execute(_LABELS_SQL, [horizon_days]).df())

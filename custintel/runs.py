@@ -1,0 +1,70 @@
+"""Run directories: one per training run, indexed by the inputs that determine the model so an
+unchanged retrain reuses its run instead of training again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from custintel.config import Settings
+from custintel.errors import UserError
+from custintel.paths import DataPaths
+
+TRAINING_CODE_VERSION = 1  # bump when training code changes what an unchanged input produces
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+
+
+def training_key(settings: Settings, data_version: str) -> str:
+    payload = {"data_version": data_version, "features": settings.features.model_dump(mode="json"),
+               "train": settings.train.model_dump(mode="json"), "seed": settings.base.seed,
+               "code": TRAINING_CODE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _index_file(paths: DataPaths) -> Path:
+    return paths.runs / "index.json"
+
+
+def find_run(paths: DataPaths, key: str) -> str | None:
+    index = json.loads(_index_file(paths).read_text()) if _index_file(paths).is_file() else {}
+    run_id = index.get(key)
+    if run_id and (paths.run_dir(run_id) / "metrics.json").is_file():
+        return run_id
+    return None
+
+
+def record_run(paths: DataPaths, key: str, run_id: str) -> None:
+    index = json.loads(_index_file(paths).read_text()) if _index_file(paths).is_file() else {}
+    index[key] = run_id
+    paths.runs.mkdir(parents=True, exist_ok=True)
+    _index_file(paths).write_text(json.dumps(index, indent=2))
+    (paths.runs / "LATEST").write_text(run_id)
+
+
+def resolve_run(paths: DataPaths, run_id: str | None) -> Path:
+    """The directory of `run_id`, or of the latest run when None."""
+    if run_id is None:
+        latest = paths.runs / "LATEST"
+        if not latest.is_file():
+            raise UserError("No training run yet: run `custintel train` (or `custintel retrain`) first.")
+        run_id = latest.read_text().strip()
+    run_dir = paths.run_dir(run_id)
+    if not run_dir.is_dir():
+        raise UserError(f"Run {run_id!r} not found under {paths.runs}; pass an existing --run-id.")
+    return run_dir
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run the step that writes it first.")
+    return json.loads(path.read_text())

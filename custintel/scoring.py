@@ -1,0 +1,53 @@
+"""Online scoring: Feast online features -> champion model -> one answer per customer id.
+
+The BentoML service only calls `OnlineScorer.predict`; features come from the same Feast
+feature service that built the training set, and the model's own fitted scaler transforms them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from custintel import feature_store, registry
+from custintel.config import Settings
+from custintel.errors import UserError
+from custintel.features.schema import ENTITY_KEY
+from custintel.paths import DataPaths
+
+
+@dataclass
+class OnlineScorer:
+    store: object
+    predictor: object
+    model_tag: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_tag: str | None = None) -> OnlineScorer:
+        from training.predictor import Predictor
+
+        tag = model_tag or registry.champion_tag(DataPaths(settings.data_dir))
+        if tag is None:
+            raise UserError("No champion model yet: run `custintel retrain` before serving.")
+        return cls(store=feature_store.open_store(settings),
+                   predictor=Predictor.load(registry.model_path(tag)), model_tag=tag)
+
+    def predict(self, customer_ids: list[int]) -> dict:
+        names = self.predictor.feature_names
+        rows = feature_store.online_features(self.store, customer_ids, names)
+        found = rows[names].notna().any(axis=1).to_numpy()
+        churn = np.full(len(rows), np.nan)
+        spend = np.full(len(rows), np.nan)
+        if found.any():
+            churn[found], spend[found] = self.predictor.predict_arrays(rows[found])
+        predictions = []
+        for i, customer_id in enumerate(rows[ENTITY_KEY].tolist()):
+            if found[i]:
+                predictions.append({"customer_id": int(customer_id), "found": True,
+                                    "churn_probability": round(float(churn[i]), 6),
+                                    "predicted_spend": round(float(spend[i]), 2)})
+            else:
+                predictions.append({"customer_id": int(customer_id), "found": False,
+                                    "error": "customer not found in the online feature store"})
+        return {"model_version": self.model_tag, "predictions": predictions}

@@ -1,0 +1,48 @@
+"""Features: point-in-time features + labels to the offline store, then Feast apply/materialize."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from custintel.config import Settings
+from custintel.features.point_in_time import compute_features, compute_labels
+from custintel.paths import DataPaths
+
+log = logging.getLogger(__name__)
+
+
+def build_features(settings: Settings, data_version: str, force: bool = False) -> dict:
+    """Write features and labels parquet for every snapshot; reused when inputs are unchanged."""
+    paths = DataPaths(settings.data_dir)
+    meta_file = paths.offline / "features.json"
+    key = {"data_version": data_version, "features": settings.features.model_dump(mode="json"),
+           "end_date": str(settings.data.end_date)}
+    if not force and meta_file.is_file() and paths.features_file.is_file() and paths.labels_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("key") == key:
+            log.info("features for data %s are up to date; reusing them", data_version)
+            return {**meta, "reused": True}
+    snapshots = settings.snapshot_dates()
+    features = compute_features(paths.raw, snapshots)
+    labels = compute_labels(paths.raw, snapshots, settings.features.horizon_days, snapshots[-1])
+    paths.offline.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(paths.features_file, index=False)
+    labels.to_parquet(paths.labels_file, index=False)
+    meta = {"key": key, "feature_rows": len(features), "label_rows": len(labels),
+            "snapshots": len(snapshots), "features_file": str(paths.features_file)}
+    meta_file.write_text(json.dumps(meta, indent=2))
+    log.info("wrote %d feature rows and %d label rows", len(features), len(labels))
+    return {**meta, "reused": False}
+
+
+def feast_apply(settings: Settings) -> list[str]:
+    from custintel import feature_store
+
+    return feature_store.apply_definitions(feature_store.open_store(settings), settings)
+
+
+def feast_materialize(settings: Settings) -> dict:
+    from custintel import feature_store
+
+    return feature_store.materialize_latest(feature_store.open_store(settings), settings)

@@ -1,0 +1,59 @@
+"""Ingest: make sure the configured dataset is versioned in DVC, then `dvc pull` it.
+
+The generator runs only when no raw data is versioned yet or the generator settings changed
+(fingerprint); otherwise the versioned data is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+from custintel.config import Settings
+from custintel.data import versioning
+from custintel.paths import DataPaths
+
+log = logging.getLogger(__name__)
+GENERATOR_VERSION = 1  # bump when the generator's output changes for the same settings
+
+
+def _fingerprint(settings: Settings) -> dict:
+    return {"data": settings.data.model_dump(mode="json"), "seed": settings.base.seed,
+            "generator_version": GENERATOR_VERSION}
+
+
+def generate_and_version(settings: Settings) -> dict:
+    """Generate the raw tables, `dvc add` and `dvc push` them. Returns counts and the data version."""
+    from custintel.data.generator import generate, write_tables
+
+    paths = DataPaths(settings.data_dir)
+    _configure(settings, paths)
+    log.info("generating %d customers", settings.data.n_customers)
+    data = generate(settings.data, settings.base.seed)
+    shutil.rmtree(paths.raw, ignore_errors=True)
+    counts = write_tables(data, paths.raw)
+    version = versioning.track_and_push(paths.dvc_repo)
+    versioning.write_fingerprint(paths.dvc_repo, _fingerprint(settings))
+    log.info("versioned raw data %s: %s", version, counts)
+    return {"data_version": version, "counts": counts}
+
+
+def _configure(settings: Settings, paths: DataPaths) -> None:
+    versioning.configure_remote(paths.dvc_repo, settings.versioning.remote_url or str(paths.dvc_remote))
+
+
+def ingest(settings: Settings) -> dict:
+    """Ensure versioned raw data for these settings exists, then pull it; returns its data version."""
+    paths = DataPaths(settings.data_dir)
+    _configure(settings, paths)
+    current = versioning.data_version(paths.dvc_repo)
+    generated = current is None or versioning.read_fingerprint(paths.dvc_repo) != _fingerprint(settings)
+    if generated:
+        generate_and_version(settings)
+    else:
+        log.info("raw data %s is up to date; reusing it", current)
+    version = versioning.pull(paths.dvc_repo)
+    result = {"data_version": version, "generated": generated, "raw_dir": str(paths.raw)}
+    (paths.root / "ingest.json").write_text(json.dumps(result, indent=2))
+    return result

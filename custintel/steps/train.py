@@ -1,0 +1,59 @@
+"""Train: Feast training set -> time split -> Optuna study -> refit best on train+val -> save."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from custintel.config import Settings
+from custintel.features.schema import FEATURE_NAMES
+from custintel.paths import DataPaths
+from custintel.runs import write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_training_set(settings: Settings) -> pd.DataFrame:
+    """Labels (entity rows) joined point-in-time with the feature service through Feast."""
+    from custintel import feature_store
+
+    labels = pd.read_parquet(DataPaths(settings.data_dir).labels_file)
+    return feature_store.training_set(feature_store.open_store(settings), labels)
+
+
+def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
+    import optuna
+
+    from feature_repo.definitions import FEATURE_SERVICE
+    from training.datamodule import time_split
+    from training.fit import refit
+    from training.trainer import resolve_accelerator
+    from training.tune import run_study
+
+    paths = DataPaths(settings.data_dir)
+    split = time_split(load_training_set(settings), settings.features.horizon_days)
+    write_json(run_dir / "split.json", split.describe())
+    storage = settings.train.tuning.storage or f"sqlite:///{paths.optuna_db}"
+    study_name = f"custintel-{run_dir.name}"
+    log.info("tuning: %d trials on %d train / %d val rows (%s)", settings.train.tuning.n_trials,
+             len(split.train), len(split.val), resolve_accelerator(settings.train))
+    study = run_study(split.train, split.val, FEATURE_NAMES, settings, storage, study_name)
+    best = study.best_trial
+    epochs = int(best.user_attrs.get("epochs", settings.train.max_epochs))
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+               "seconds": t.duration.total_seconds() if t.duration else None} for t in study.trials]
+    write_json(run_dir / "tuning.json", {"study": study_name, "storage": storage.split("///")[0],
+                                         "best_value": study.best_value, "best_params": best.params,
+                                         "epochs": epochs, "trials": trials,
+                                         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED
+                                                       for t in study.trials)})
+    log.info("refitting best trial #%d (%s) for %d epochs", best.number, best.params, epochs)
+    predictor = refit(pd.concat([split.train, split.val], ignore_index=True), FEATURE_NAMES, best.params,
+                      epochs, settings)
+    predictor.save(run_dir / "model", extra={"data_version": data_version, "feature_service": FEATURE_SERVICE,
+                                             "params": best.params, "epochs": epochs})
+    split.holdout.to_parquet(run_dir / "holdout.parquet", index=False)
+    return {"run_dir": str(run_dir), "best_params": best.params, "best_val_score": study.best_value,
+            "epochs": epochs}

@@ -1,0 +1,106 @@
+"""Prefect flow `retrain`: ingest -> features -> Feast -> tune + train -> evaluate -> drift ->
+register -> promote, with Slack-format alerts on drift, promotion and failure.
+
+    custintel retrain             # runs this flow on the local ephemeral Prefect API
+
+Tasks are thin wrappers around custintel.steps; an unchanged rerun reuses data, features and
+the trained run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from custintel.alerts import send_alert
+from custintel.config import Settings, load_settings
+from custintel.paths import DataPaths
+from custintel.runs import find_run, new_run_id, read_json, record_run, training_key, write_json
+from custintel.steps import evaluate as evaluate_step
+from custintel.steps import features as features_step
+from custintel.steps import ingest as ingest_step
+from custintel.steps import monitor, promote
+from custintel.steps import train as train_step
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def ingest(settings: Settings) -> dict:
+    return ingest_step.ingest(settings)
+
+
+@task(cache_policy=NO_CACHE)
+def build_features(settings: Settings, data_version: str, force: bool) -> dict:
+    return features_step.build_features(settings, data_version, force=force)
+
+
+@task(cache_policy=NO_CACHE, retries=1)
+def feast_apply_and_materialize(settings: Settings) -> dict:
+    return {"applied": features_step.feast_apply(settings), **features_step.feast_materialize(settings)}
+
+
+@task(cache_policy=NO_CACHE)
+def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
+    return train_step.train(settings, run_dir, data_version)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
+    return evaluate_step.evaluate(settings, run_dir, data_version)
+
+
+@task(cache_policy=NO_CACHE)
+def drift(settings: Settings, run_dir: Path) -> dict:
+    return monitor.drift(settings, run_dir)
+
+
+@task(cache_policy=NO_CACHE)
+def register_and_promote(settings: Settings, run_dir: Path) -> dict:
+    return promote.promote(settings, run_dir, promote.register(settings, run_dir))
+
+
+@flow(name="retrain")
+def retrain(params_path: str = "params.yaml", force: bool = False) -> dict:
+    settings = load_settings(params_path)
+    logger = get_run_logger()
+    try:
+        return _retrain(settings, force, logger)
+    except Exception as exc:
+        send_alert(f":x: custintel retrain failed: {type(exc).__name__}: {exc}", settings.alerts)
+        raise
+
+
+def _retrain(settings: Settings, force: bool, logger) -> dict:
+    paths = DataPaths(settings.data_dir)
+    data = ingest(settings)
+    version = data["data_version"]
+    features = build_features(settings, version, force)
+    feast = feast_apply_and_materialize(settings)
+    key = training_key(settings, version)
+    run_id = None if force else find_run(paths, key)
+    reused = run_id is not None
+    if reused:
+        logger.info("inputs unchanged since run %s: reusing its model and metrics", run_id)
+        metrics = read_json(paths.run_dir(run_id) / "metrics.json")
+    else:
+        run_id = new_run_id()
+        run_dir = paths.run_dir(run_id)
+        train(settings, run_dir, version)
+        metrics = evaluate(settings, run_dir, version)
+        record_run(paths, key, run_id)
+    run_dir = paths.run_dir(run_id)
+    drift_summary = drift(settings, run_dir)
+    decision = register_and_promote(settings, run_dir)
+    summary = {
+        "run_id": run_id, "reused_run": reused, "data_version": version,
+        "data_generated": data["generated"], "features_reused": features["reused"],
+        "materialized_until": feast["materialized_until"], "metrics": metrics["model"],
+        "baselines": metrics["baselines"], "drift_share": drift_summary["drifted_share"],
+        "drift_alert": drift_summary["alert"], "promotion": decision,
+        "reports": {"run_dir": str(run_dir), "metrics": str(run_dir / "metrics.json"),
+                    "drift_html": str(run_dir / "drift.html"), "drift_json": str(run_dir / "drift.json"),
+                    "promotion": str(run_dir / "promotion.json")},
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,51 @@
+"""LightningModule wrapping MultiTaskNet: BCE churn loss + weighted ZILN value loss."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from training.metrics import tuning_score
+from training.network import MultiTaskNet, NetConfig, ziln_expected, ziln_loss
+
+
+class CustomerModel(pl.LightningModule):
+    def __init__(self, n_features: int, hidden_dim: int = 64, n_layers: int = 2, dropout: float = 0.1,
+                 lr: float = 1e-3, weight_decay: float = 1e-5, value_loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = MultiTaskNet(NetConfig(n_features, hidden_dim, n_layers, dropout))
+        self._val_outputs: list[tuple[torch.Tensor, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x)
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        x, churned, spend = batch
+        churn_logit, value_out = self(x)
+        churn_loss = F.binary_cross_entropy_with_logits(churn_logit.float(), churned)
+        value_loss = ziln_loss(value_out, spend)
+        loss = churn_loss + self.hparams.value_loss_weight * value_loss
+        self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(x))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+        x, churned, spend = batch
+        churn_logit, value_out = self(x)
+        self._val_outputs.append((churned, spend, torch.sigmoid(churn_logit.float()), ziln_expected(value_out)))
+
+    def on_validation_epoch_end(self) -> None:
+        churned, spend, prob, pred = (torch.cat(t).float().cpu().numpy() for t in zip(*self._val_outputs,
+                                                                                      strict=True))
+        self._val_outputs.clear()
+        score = tuning_score(churned, spend, prob, np.nan_to_num(pred, nan=0.0, posinf=1e9))
+        self.log("val_score", float(np.nan_to_num(score, nan=0.0)), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

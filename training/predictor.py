@@ -1,0 +1,53 @@
+"""A trained model ready to score feature rows: network + fitted scaler. Used by evaluation,
+promotion and serving, so every path scores with the same code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from training.network import MultiTaskNet, NetConfig, ziln_expected
+from training.scaler import FeatureScaler
+
+WEIGHTS_FILE = "weights.pt"
+SPEC_FILE = "model.json"
+
+
+@dataclass
+class Predictor:
+    net: MultiTaskNet
+    net_config: NetConfig
+    scaler: FeatureScaler
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.scaler.feature_names
+
+    @torch.inference_mode()
+    def predict_arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(churn probability, expected spend in the horizon) per row of `frame`."""
+        self.net.eval()
+        x = torch.from_numpy(self.scaler.transform(frame))
+        churn_logit, value_out = self.net(x)
+        return torch.sigmoid(churn_logit).numpy(), ziln_expected(value_out).numpy()
+
+    def save(self, directory: Path, extra: dict | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
+        spec = {"net": self.net_config.to_dict(), "scaler": self.scaler.to_dict(), **(extra or {})}
+        (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str))
+
+    @classmethod
+    def load(cls, directory: Path) -> Predictor:
+        spec = json.loads((directory / SPEC_FILE).read_text())
+        cfg = NetConfig(**spec["net"])
+        net = MultiTaskNet(cfg)
+        # weights_only: never unpickle arbitrary objects from a model artifact
+        net.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        net.eval()
+        return cls(net=net, net_config=cfg, scaler=FeatureScaler.from_dict(spec["scaler"]))

@@ -1,0 +1,39 @@
+"""Feature scaling with the scikit-learn fit/transform contract; its state is saved with the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+class FeatureScaler:
+    """log1p of non-negative features, then standardisation with train-only statistics."""
+
+    def __init__(self, feature_names: list[str]) -> None:
+        self.feature_names = list(feature_names)
+
+    def fit(self, frame: pd.DataFrame) -> FeatureScaler:
+        x = self._log(frame)
+        self.mean_ = x.mean(axis=0)
+        self.std_ = x.std(axis=0) + 1e-6
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return ((self._log(frame) - self.mean_) / self.std_).astype(np.float32)
+
+    def _log(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise KeyError(f"features missing from input: {missing}")
+        x = frame[self.feature_names].to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None))
+
+    def to_dict(self) -> dict:
+        return {"feature_names": self.feature_names, "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> FeatureScaler:
+        scaler = cls(state["feature_names"])
+        scaler.mean_ = np.asarray(state["mean"], dtype=np.float64)
+        scaler.std_ = np.asarray(state["std"], dtype=np.float64)
+        return scaler
