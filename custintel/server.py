@@ -22,9 +22,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(params_path: Path, host: str, port: int, log_file: Path | None = None) -> subprocess.Popen:
-    """`bentoml serve` in a child process (environment already configured by custintel.runtime)."""
-    env = {**os.environ, PARAMS_ENV: str(params_path.resolve())}
+def start(params_path: Path, host: str, port: int, log_file: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`bentoml serve` in a child process; `env` defaults to this process's environment (configured
+    by custintel.runtime)."""
+    env = {**(env or os.environ), PARAMS_ENV: str(params_path.resolve())}
     out = open(log_file, "w") if log_file else None  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),

@@ -10,7 +10,7 @@ import pandas as pd
 from custintel.config import Settings
 from custintel.features.schema import FEATURE_NAMES
 from custintel.paths import DataPaths
-from custintel.runs import write_json
+from custintel.runs import training_key, write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
     split = time_split(load_training_set(settings), settings.features.horizon_days)
     write_json(run_dir / "split.json", split.describe())
     storage = settings.train.tuning.storage or f"sqlite:///{paths.optuna_db}"
-    study_name = f"custintel-{run_dir.name}"
+    # Same inputs -> same study, so an interrupted study resumes; changed inputs start a new one.
+    study_name = f"custintel-{training_key(settings, data_version)}"
     log.info("tuning: %d trials on %d train / %d val rows (%s)", settings.train.tuning.n_trials,
              len(split.train), len(split.val), resolve_accelerator(settings.train))
     study = run_study(split.train, split.val, FEATURE_NAMES, settings, storage, study_name)

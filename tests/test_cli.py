@@ -1,0 +1,32 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ["torch", "feast", "prefect", "bentoml", "dvc", "lightning", "evidently", "optuna", "pandas"]
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys; from typer.testing import CliRunner; from custintel.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_step_has_a_subcommand():
+    out = subprocess.run([sys.executable, "-m", "custintel.cli", "--help"], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    for command in ("generate", "ingest", "features", "feast-apply", "materialize", "train", "evaluate",
+                    "drift", "promote", "rollback", "serve", "predict", "retrain"):
+        assert command in out
+
+
+def test_bad_config_is_one_clear_error_without_traceback(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("horizon_days: 90", "horizon_days: soon"))
+    proc = subprocess.run([sys.executable, "-m", "custintel.cli", "-p", str(bad), "ingest"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "features.horizon_days" in proc.stderr
+    assert "Traceback" not in proc.stderr

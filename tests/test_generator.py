@@ -1,0 +1,36 @@
+import pandas as pd
+import pandas.testing as pdt
+
+from custintel.data.generator import TABLES, generate, write_tables
+
+
+def test_generation_is_deterministic(tiny_settings):
+    a = generate(tiny_settings.data, seed=7)
+    b = generate(tiny_settings.data, seed=7)
+    for name in TABLES:
+        pdt.assert_frame_equal(getattr(a, name), getattr(b, name))
+    c = generate(tiny_settings.data, seed=8)
+    assert not a.orders["amount"].equals(c.orders["amount"])
+
+
+def test_tables_are_consistent(tiny_settings):
+    data = generate(tiny_settings.data, seed=1)
+    end = pd.Timestamp(tiny_settings.data.end_date, tz="UTC")
+    signup = data.customers.set_index("customer_id")["signup_ts"]
+    assert data.customers["customer_id"].is_unique
+    assert data.orders["order_id"].is_unique
+    assert (data.orders["order_ts"] >= signup.reindex(data.orders["customer_id"]).to_numpy()).all()
+    assert (data.orders["order_ts"] < end).all()
+    assert (data.orders["amount"] > 0).all()
+    assert set(data.events["event_type"]) <= {"view", "add_to_cart", "checkout"}
+    assert data.reviews["rating"].between(1, 5).all()
+    assert data.reviews["order_id"].isin(data.orders["order_id"]).all()
+    # latent ground truth is kept apart from the customer table
+    assert not {"archetype", "rate"} & set(data.customers.columns)
+    assert {"archetype", "rate"} <= set(data.truth.columns)
+
+
+def test_write_tables(tiny_settings, tmp_path):
+    counts = write_tables(generate(tiny_settings.data, seed=1), tmp_path / "raw")
+    assert counts["customers"] == tiny_settings.data.n_customers
+    assert (tmp_path / "raw" / "orders.parquet").is_file()

@@ -1,0 +1,72 @@
+"""Point-in-time correctness on a hand-made history."""
+
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from custintel.features.point_in_time import compute_features, compute_labels
+from custintel.features.schema import FEATURE_NAMES
+
+UTC = timezone.utc
+SNAP = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def _ts(*args):
+    return pd.Timestamp(datetime(*args, tzinfo=UTC))
+
+
+@pytest.fixture
+def raw_dir(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pd.DataFrame({"customer_id": [1, 2, 3], "signup_ts": [_ts(2025, 1, 1), _ts(2025, 2, 1), _ts(2025, 4, 1)],
+                  "country": "DE", "channel": "email", "age_band": "25-34"}).to_parquet(raw / "customers.parquet")
+    orders = [(1, 1, _ts(2025, 1, 10), 10.0), (2, 1, _ts(2025, 2, 20), 30.0),
+              (3, 1, _ts(2025, 3, 1), 500.0),  # exactly at the snapshot: not a feature, is a label
+              (4, 1, _ts(2025, 4, 15), 70.0), (5, 1, _ts(2025, 7, 1), 1000.0)]  # after the horizon
+    pd.DataFrame(orders, columns=["order_id", "customer_id", "order_ts", "amount"]).assign(
+        discount=0.0, category="cat_00", n_items=1).to_parquet(raw / "orders.parquet")
+    pd.DataFrame({"event_id": [1, 2, 3], "session_id": [1, 1, 2], "customer_id": [1, 1, 1],
+                  "event_ts": [_ts(2025, 2, 15), _ts(2025, 2, 15, 0, 5), _ts(2025, 3, 2)],
+                  "event_type": ["view", "add_to_cart", "view"]}).to_parquet(raw / "events.parquet")
+    pd.DataFrame({"review_id": [1, 2], "order_id": [1, 4], "customer_id": [1, 1],
+                  "review_ts": [_ts(2025, 1, 20), _ts(2025, 4, 20)], "rating": [4, 1],
+                  "text": ["good", "bad"]}).to_parquet(raw / "reviews.parquet")
+    return raw
+
+
+def test_features_use_only_events_strictly_before_the_snapshot(raw_dir):
+    f = compute_features(raw_dir, [SNAP]).set_index("customer_id")
+    assert list(f.index) == [1, 2]  # customer 3 signs up after the snapshot
+    c1 = f.loc[1]
+    assert c1["frequency"] == 2
+    assert c1["monetary_mean"] == pytest.approx(20.0)
+    assert c1["recency_days"] == pytest.approx(9.0)  # last order Feb 20
+    assert c1["spend_90d"] == pytest.approx(40.0)
+    assert c1["sessions_30d"] == 1 and c1["cart_adds_30d"] == 1
+    assert c1["review_count"] == 1 and c1["mean_rating"] == 4
+    c2 = f.loc[2]
+    assert c2["frequency"] == 0 and c2["recency_days"] == pytest.approx(28.0)  # days since signup
+    assert set(FEATURE_NAMES) <= set(f.columns)
+
+
+def test_planted_future_events_do_not_change_features(raw_dir):
+    before = compute_features(raw_dir, [SNAP])
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    planted = orders.iloc[[0]].assign(order_id=99, order_ts=SNAP + pd.Timedelta(seconds=1), amount=1e6)
+    pd.concat([orders, planted]).to_parquet(raw_dir / "orders.parquet")
+    pd.testing.assert_frame_equal(before, compute_features(raw_dir, [SNAP]))
+
+
+def test_labels_cover_exactly_the_horizon(raw_dir):
+    end = datetime(2025, 12, 31, tzinfo=UTC)
+    labels = compute_labels(raw_dir, [SNAP], horizon_days=90, end=end).set_index("customer_id")
+    assert labels.loc[1, "spend_horizon"] == pytest.approx(570.0)  # Mar 1 and Apr 15, not Jul 1
+    assert labels.loc[1, "churned"] == 0
+    assert labels.loc[2, "churned"] == 1 and labels.loc[2, "spend_horizon"] == 0
+
+
+def test_no_labels_when_horizon_not_observed(raw_dir):
+    end = datetime(2025, 4, 1, tzinfo=UTC)
+    assert compute_labels(raw_dir, [SNAP], horizon_days=90, end=end).empty
