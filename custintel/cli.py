@@ -26,7 +26,8 @@ RunId = Annotated[str | None, typer.Option("--run-id", help="Run directory name 
 
 @app.callback()
 def _root(
-    params: Annotated[Path, typer.Option("--params", "-p", help="Path to params.yaml.")] = Path("params.yaml"),
+    params: Annotated[Path, typer.Option("--params", "-p", help="Path to params.yaml.")] = Path(
+        "params.yaml"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     _state.update(params=params, verbose=verbose)

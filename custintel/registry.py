@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from custintel.errors import UserError
@@ -60,7 +60,7 @@ def champion_tag(paths: DataPaths) -> str | None:
 
 def set_champion(paths: DataPaths, tag: str, reason: str) -> dict:
     state = read_champion(paths)
-    state["history"].append({"tag": tag, "at": datetime.now(timezone.utc).isoformat(), "reason": reason,
+    state["history"].append({"tag": tag, "at": datetime.now(UTC).isoformat(), "reason": reason,
                              "previous": state["champion"]})
     state["champion"] = tag
     paths.registry.mkdir(parents=True, exist_ok=True)

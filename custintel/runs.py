@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from custintel.config import Settings
@@ -16,7 +16,7 @@ TRAINING_CODE_VERSION = 1  # bump when training code changes what an unchanged i
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
 
 def training_key(settings: Settings, data_version: str) -> str:

@@ -40,6 +40,7 @@ def test_alert_is_posted_in_slack_format(receiver, monkeypatch):
 
 
 def test_no_url_only_logs(monkeypatch, caplog):
+    caplog.set_level("INFO", logger="custintel.alerts")
     monkeypatch.delenv("TEST_HOOK", raising=False)
     assert not send_alert("hello", AlertsSection(webhook_env="TEST_HOOK"))
     assert "hello" in caplog.text

@@ -1,6 +1,6 @@
 """Point-in-time correctness on a hand-made history."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -8,7 +8,7 @@ import pytest
 from custintel.features.point_in_time import compute_features, compute_labels
 from custintel.features.schema import FEATURE_NAMES
 
-UTC = timezone.utc
+UTC = UTC
 SNAP = datetime(2025, 3, 1, tzinfo=UTC)
 
 
@@ -21,7 +21,8 @@ def raw_dir(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     pd.DataFrame({"customer_id": [1, 2, 3], "signup_ts": [_ts(2025, 1, 1), _ts(2025, 2, 1), _ts(2025, 4, 1)],
-                  "country": "DE", "channel": "email", "age_band": "25-34"}).to_parquet(raw / "customers.parquet")
+                  "country": "DE", "channel": "email", "age_band": "25-34"}
+                 ).to_parquet(raw / "customers.parquet")
     orders = [(1, 1, _ts(2025, 1, 10), 10.0), (2, 1, _ts(2025, 2, 20), 30.0),
               (3, 1, _ts(2025, 3, 1), 500.0),  # exactly at the snapshot: not a feature, is a label
               (4, 1, _ts(2025, 4, 15), 70.0), (5, 1, _ts(2025, 7, 1), 1000.0)]  # after the horizon

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ def _frame(snapshots, n=50, seed=0):
 
 
 def test_time_split_keeps_label_windows_before_later_splits():
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     snaps = [start + timedelta(days=30 * i) for i in range(12)]
     split = time_split(_frame(snaps), horizon_days=90)
     horizon = timedelta(days=90)
@@ -39,7 +39,7 @@ def test_time_split_keeps_label_windows_before_later_splits():
 
 
 def test_time_split_with_too_little_history_is_a_user_error():
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     with pytest.raises(UserError, match="first_snapshot"):
         time_split(_frame([start, start + timedelta(days=30)]), horizon_days=90)
 
@@ -55,7 +55,7 @@ def test_ziln_loss_and_expectation():
 
 
 def test_scaler_round_trip_and_predictor_save_load(tmp_path):
-    frame = _frame([datetime(2024, 1, 1, tzinfo=timezone.utc)])
+    frame = _frame([datetime(2024, 1, 1, tzinfo=UTC)])
     scaler = FeatureScaler(FEATURE_NAMES).fit(frame)
     restored = FeatureScaler.from_dict(scaler.to_dict())
     np.testing.assert_allclose(scaler.transform(frame), restored.transform(frame))
@@ -70,6 +70,6 @@ def test_scaler_round_trip_and_predictor_save_load(tmp_path):
 
 
 def test_scaler_names_missing_features():
-    scaler = FeatureScaler(FEATURE_NAMES).fit(_frame([datetime(2024, 1, 1, tzinfo=timezone.utc)]))
+    scaler = FeatureScaler(FEATURE_NAMES).fit(_frame([datetime(2024, 1, 1, tzinfo=UTC)]))
     with pytest.raises(KeyError, match="recency_days"):
         scaler.transform(pd.DataFrame({"frequency": [1.0]}))

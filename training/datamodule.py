@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from custintel.features.schema import CHURN_LABEL, TIMESTAMP, VALUE_LABEL
 from custintel.errors import UserError
+from custintel.features.schema import CHURN_LABEL, TIMESTAMP, VALUE_LABEL
 from training.scaler import FeatureScaler
 
 

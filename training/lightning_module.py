@@ -22,23 +22,23 @@ class CustomerModel(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net(x)
 
-    def _common_step(self, batch, stage: str) -> torch.Tensor:
+    def _common_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, churned, spend = batch
         churn_logit, value_out = self(x)
         churn_loss = F.binary_cross_entropy_with_logits(churn_logit.float(), churned)
         value_loss = ziln_loss(value_out, spend)
         loss = churn_loss + self.hparams.value_loss_weight * value_loss
         self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(x))
-        return loss
+        return loss, churn_logit, value_out
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
+        return self._common_step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-        x, churned, spend = batch
-        churn_logit, value_out = self(x)
-        self._val_outputs.append((churned, spend, torch.sigmoid(churn_logit.float()), ziln_expected(value_out)))
+        _, churn_logit, value_out = self._common_step(batch, "val")
+        _, churned, spend = batch
+        prob = torch.sigmoid(churn_logit.float())
+        self._val_outputs.append((churned, spend, prob, ziln_expected(value_out)))
 
     def on_validation_epoch_end(self) -> None:
         churned, spend, prob, pred = (torch.cat(t).float().cpu().numpy() for t in zip(*self._val_outputs,
@@ -48,4 +48,5 @@ class CustomerModel(pl.LightningModule):
         self.log("val_score", float(np.nan_to_num(score, nan=0.0)), prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        return torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)

@@ -10,7 +10,7 @@ out. Deterministic for a given seed and configuration; fully vectorised with num
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ class GeneratedData:
 
 
 def _epoch(d) -> float:
-    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
+    return datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()
 
 
 def _to_ts(seconds: np.ndarray) -> pd.DatetimeIndex:

@@ -102,7 +102,8 @@ def compute_features(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
     return frame[[ENTITY_KEY, TIMESTAMP, *FEATURE_NAMES]]
 
 
-def compute_labels(raw_dir: Path, snapshots: list[datetime], horizon_days: int, end: datetime) -> pd.DataFrame:
+def compute_labels(raw_dir: Path, snapshots: list[datetime], horizon_days: int,
+                   end: datetime) -> pd.DataFrame:
     """Churn and spend in [snapshot, snapshot + horizon) for snapshots whose horizon ends by `end`."""
     labelled = [s for s in snapshots if s + timedelta(days=horizon_days) <= end]
     if not labelled:

@@ -55,10 +55,9 @@ def promote(settings: Settings, run_dir: Path, tag: str) -> dict:
         decision.update(promoted=True, reason="no champion yet")
     else:
         champ = _score_on(champion, pd.read_parquet(run_dir / "holdout.parquet"))
-        delta = challenger[metric] - champ[metric]
-        decision.update(champion_value=champ[metric], delta=delta,
-                        promoted=delta >= settings.promote.min_improvement,
-                        reason=f"{metric} delta {delta:+.4f} vs required {settings.promote.min_improvement:+.4f}")
+        delta, margin = challenger[metric] - champ[metric], settings.promote.min_improvement
+        decision.update(champion_value=champ[metric], delta=delta, promoted=delta >= margin,
+                        reason=f"{metric} delta {delta:+.4f} vs required {margin:+.4f}")
     if decision["promoted"]:
         registry.set_champion(paths, tag, decision["reason"])
         decision["alert_sent"] = send_alert(

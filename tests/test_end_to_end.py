@@ -1,0 +1,119 @@
+"""The whole `retrain` flow on a tiny dataset (real DVC, Feast, Prefect, Lightning, Evidently,
+BentoML), a second run that reuses what is unchanged, and a real BentoML server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from custintel import server
+from custintel.config import load_settings
+from custintel.paths import DataPaths
+from custintel.runtime import environment
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+
+
+def _retrain(params: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "custintel.cli", "-p", str(params), "retrain"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "Reports:" in proc.stdout
+    paths = DataPaths(load_settings(params).data_dir)
+    run_id = (paths.runs / "LATEST").read_text().strip()
+    return json.loads((paths.run_dir(run_id) / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import yaml
+
+    from tests.conftest import tiny_params
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(tmp / "data")))
+    first = _retrain(params)
+    return params, first
+
+
+def test_first_run_trains_evaluates_reports_and_promotes(trained):
+    params, summary = trained
+    paths = DataPaths(load_settings(params).data_dir)
+    assert summary["data_generated"] and not summary["reused_run"]
+    assert summary["metrics"]["churn_auc"] > 0.6  # recency alone separates churners on this data
+    assert summary["metrics"]["value_mae"] > 0 and -1 <= summary["metrics"]["value_spearman"] <= 1
+    assert "rfm_rule" in summary["baselines"]
+    assert Path(summary["reports"]["drift_html"]).stat().st_size > 1000
+    drift = json.loads(Path(summary["reports"]["drift_json"]).read_text())
+    assert set(drift["per_feature"]) and 0 <= drift["drifted_share"] <= 1
+    promotion = summary["promotion"]
+    assert promotion["promoted"] and promotion["reason"] == "no champion yet"
+    champion = json.loads((paths.registry / "champion.json").read_text())["champion"]
+    assert champion == promotion["challenger"]
+    # everything lives under the data dir: DVC remote, Prefect DB, BentoML store, Feast
+    assert any(paths.dvc_remote.rglob("*"))
+    assert (paths.prefect_home / "prefect.db").is_file()
+    assert any((paths.bentoml_home / "models").rglob("model.json"))
+    assert (paths.feast / "online_store.db").is_file()
+
+
+def test_second_run_pulls_versioned_data_and_reuses_the_run(trained):
+    params, first = trained
+    paths = DataPaths(load_settings(params).data_dir)
+    # Lose the working copy and the local cache: the flow must pull the data back from the remote.
+    shutil.rmtree(paths.raw)
+    shutil.rmtree(paths.dvc_repo / ".dvc" / "cache")
+    second = _retrain(params)
+    assert second["data_version"] == first["data_version"]
+    assert not second["data_generated"] and second["features_reused"] and second["reused_run"]
+    assert second["run_id"] == first["run_id"]
+    assert not second["promotion"]["promoted"]
+    assert (paths.raw / "orders.parquet").is_file()
+
+
+@pytest.fixture(scope="module")
+def live_server(trained):
+    params, summary = trained
+    settings = load_settings(params)
+    port = server.free_port()
+    env = {**os.environ, **environment(settings)}
+    proc = server.start(params, "127.0.0.1", port, log_file=params.parent / "serve.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_ready(proc, url, timeout_s=180)
+        yield url, summary
+    finally:
+        server.stop(proc)
+
+
+def test_server_predicts_known_and_unknown_customers(live_server):
+    url, summary = live_server
+    response = httpx.post(f"{url}/predict", json={"customer_ids": [1, 2, 99999999]}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == summary["promotion"]["challenger"]
+    known, other, unknown = body["predictions"]
+    assert known["customer_id"] == 1 and known["found"]
+    assert 0 <= known["churn_probability"] <= 1 and known["predicted_spend"] >= 0
+    assert other["found"]
+    assert unknown == {"customer_id": 99999999, "found": False,
+                       "error": "customer not found in the online feature store"}
+
+
+@pytest.mark.parametrize("payload", [{"customer_ids": []}, {"customer_ids": ["abc"]}, {"ids": [1]}])
+def test_server_rejects_bad_requests_and_keeps_serving(live_server, payload):
+    url, _ = live_server
+    response = httpx.post(f"{url}/predict", json=payload, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    assert "customer_ids" in response.text
+    assert httpx.post(f"{url}/predict", json={"customer_ids": [1]}, timeout=30).status_code == 200
