@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from custintel.errors import UserError
 from custintel.features.schema import CHURN_LABEL, TIMESTAMP, VALUE_LABEL
@@ -82,8 +82,15 @@ class CustomerDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         gen = torch.Generator().manual_seed(0)
-        return DataLoader(self.train_ds, batch_size=self.batch_size, shuffle=True, generator=gen,
-                          num_workers=self.num_workers)
+        return _batched_loader(self.train_ds, RandomSampler(self.train_ds, generator=gen), self.batch_size,
+                               self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_ds, batch_size=4096, num_workers=self.num_workers)
+        return _batched_loader(self.val_ds, SequentialSampler(self.val_ds), 4096, self.num_workers)
+
+
+def _batched_loader(ds: TensorDataset, sampler, batch_size: int, num_workers: int) -> DataLoader:
+    """Index the tensors once per batch instead of once per row and collating (~10x fewer Python
+    calls per step; the default per-row path dominated step time for this small network)."""
+    return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
+                      num_workers=num_workers)
