@@ -57,7 +57,8 @@ def _run(training_set: pd.DataFrame, settings, accelerator: str, trials: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--training-set", type=Path)
     parser.add_argument("--export", type=Path, help="write the Feast training set of the data dir here")
     parser.add_argument("--accelerators", nargs="+", default=["cpu"])

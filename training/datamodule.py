@@ -75,6 +75,9 @@ class CustomerDataModule(pl.LightningDataModule):
                  batch_size: int, num_workers: int = 0) -> None:
         super().__init__()
         self.scaler = FeatureScaler(feature_names).fit(train)
+        positive = train[VALUE_LABEL].to_numpy(dtype=np.float64)
+        positive = positive[positive > 0]
+        self.spend_log_mean = float(np.log(positive).mean()) if len(positive) else 0.0
         self.train_ds = to_dataset(train, self.scaler)
         self.val_ds = to_dataset(val, self.scaler)
         self.batch_size = batch_size

@@ -21,7 +21,7 @@ def refit(train: pd.DataFrame, feature_names: list[str], params: dict, epochs: i
     pl.seed_everything(settings.base.seed, workers=True, verbose=False)
     dm = CustomerDataModule(train, train.iloc[:1], feature_names, settings.train.batch_size,
                             settings.train.num_workers)
-    model = CustomerModel(n_features=len(feature_names), **params)
+    model = CustomerModel(n_features=len(feature_names), spend_log_mean=dm.spend_log_mean, **params)
     make_trainer(settings.train, epochs, validate=False).fit(model, datamodule=dm)
     net = model.net.float().cpu().eval()
     net_cfg = NetConfig(n_features=len(feature_names), **{k: params[k] for k in _NET_KEYS})

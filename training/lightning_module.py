@@ -13,10 +13,15 @@ from training.network import MultiTaskNet, NetConfig, ziln_expected, ziln_loss
 
 class CustomerModel(pl.LightningModule):
     def __init__(self, n_features: int, hidden_dim: int = 64, n_layers: int = 2, dropout: float = 0.1,
-                 lr: float = 1e-3, weight_decay: float = 1e-5, value_loss_weight: float = 1.0) -> None:
+                 lr: float = 1e-3, weight_decay: float = 1e-5, value_loss_weight: float = 1.0,
+                 spend_log_mean: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = MultiTaskNet(NetConfig(n_features, hidden_dim, n_layers, dropout))
+        # Start the lognormal at the typical positive spend: with mu at 0 early epochs predict
+        # absurd spends through exp(mu + sigma^2 / 2).
+        with torch.no_grad():
+            self.net.value_head.bias[1] = spend_log_mean
         self._val_outputs: list[tuple[torch.Tensor, ...]] = []
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

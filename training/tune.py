@@ -39,7 +39,8 @@ def _objective(trial: optuna.Trial, dm: CustomerDataModule, settings: Settings) 
 
     pl.seed_everything(settings.base.seed + trial.number, workers=True, verbose=False)
     params = suggest_params(trial, settings)
-    model = CustomerModel(n_features=len(dm.scaler.feature_names), **params)
+    model = CustomerModel(n_features=len(dm.scaler.feature_names), spend_log_mean=dm.spend_log_mean,
+                          **params)
     stopper = EarlyStopping(monitor="val_score", mode="max", patience=settings.train.patience)
     trainer = make_trainer(settings.train, settings.train.max_epochs,
                            callbacks=[stopper, PyTorchLightningPruningCallback(trial, monitor="val_score")])
