@@ -36,6 +36,11 @@ class DataPaths:
         return self.offline / "customer_labels.parquet"
 
     @property
+    def ground_truth_file(self) -> Path:
+        """True scores per (customer, snapshot) when the data is generated; never a feature."""
+        return self.offline / "ground_truth.parquet"
+
+    @property
     def feast(self) -> Path:
         return self.root / "feast"
 

@@ -53,6 +53,8 @@ def test_first_run_trains_evaluates_reports_and_promotes(trained):
     assert summary["metrics"]["churn_auc"] > 0.6  # recency alone separates churners on this data
     assert summary["metrics"]["value_mae"] > 0 and -1 <= summary["metrics"]["value_spearman"] <= 1
     assert "rfm_rule" in summary["baselines"]
+    metrics = json.loads(Path(summary["reports"]["metrics"]).read_text())
+    assert metrics["oracle"]["n_rows"] == metrics["model"]["n_rows"]  # generated data: truth known
     assert Path(summary["reports"]["drift_html"]).stat().st_size > 1000
     drift = json.loads(Path(summary["reports"]["drift_json"]).read_text())
     assert set(drift["per_feature"]) and 0 <= drift["drifted_share"] <= 1

@@ -20,6 +20,9 @@ from custintel.config import DataSection
 from custintel.data.archetypes import AGE_BANDS, ARCHETYPES, CHANNELS, COUNTRIES
 
 DAY_S = 86_400.0
+DISCOUNT_PROB = 0.2  # share of orders with a discount
+DISCOUNT_RANGE = (0.05, 0.3)  # discount fraction, uniform
+MEAN_PAID_FRACTION = 1 - DISCOUNT_PROB * sum(DISCOUNT_RANGE) / 2  # E[amount] / E[gross]
 TABLES = ("customers", "orders", "events", "reviews")
 TRUTH_TABLE = "customer_truth"  # latent traits: ground truth for evaluation, never a feature
 
@@ -76,6 +79,7 @@ def _simulate_customers(cfg: DataSection, rng: np.random.Generator, t0: float, t
         "_archetype": np.array([a.name for a in ARCHETYPES])[arche],
         "_signup_s": signup,
         "_dropout_s": dropout,
+        "_hazard": hazard,
         "_rate": rate,
         "_spend_mu": attr["spend_mu"] + rng.normal(0, 0.25, n),
         "_spend_sigma": attr["spend_sigma"],
@@ -100,11 +104,9 @@ def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float) -> pd
     signup = cust["_signup_s"].to_numpy()
     active_end = np.minimum(cust["_dropout_s"].to_numpy(), t1)
     owner, times = _poisson_times(rng, signup, active_end, cust["_rate"].to_numpy())
-    # Every customer places a first order within a week of signing up (if still active then).
-    first = signup + rng.uniform(0, 7 * DAY_S, len(signup))
-    has_first = first < active_end
-    owner = np.concatenate([owner, np.flatnonzero(has_first)])
-    times = np.concatenate([times, first[has_first]])
+    # Signing up is placing the first order; later orders follow the Poisson process.
+    owner = np.concatenate([owner, np.arange(len(signup))])
+    times = np.concatenate([times, signup])
     order = np.lexsort((times, owner))
     owner, times = owner[order], times[order]
     n = len(owner)
@@ -112,7 +114,7 @@ def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float) -> pd
     cum = np.cumsum(taste, axis=1)[owner]
     category = (rng.uniform(0, 1, n)[:, None] > cum).sum(axis=1).clip(0, cfg.n_categories - 1)
     gross = rng.lognormal(cust["_spend_mu"].to_numpy()[owner], cust["_spend_sigma"].to_numpy()[owner])
-    discount = np.where(rng.uniform(0, 1, n) < 0.2, rng.uniform(0.05, 0.3, n), 0.0)
+    discount = np.where(rng.uniform(0, 1, n) < DISCOUNT_PROB, rng.uniform(*DISCOUNT_RANGE, n), 0.0)
     return pd.DataFrame({
         "order_id": np.arange(1, n + 1, dtype=np.int64),
         "customer_id": cust["customer_id"].to_numpy()[owner],
@@ -179,9 +181,12 @@ def generate(cfg: DataSection, seed: int) -> GeneratedData:
     events = _simulate_events(cust, rng, t1)
     reviews = _simulate_reviews(cust, orders, rng, t1)
     public = [c for c in cust.columns if not c.startswith("_")]
-    truth = cust[["customer_id", "_archetype", "_dropout_s", "_rate", "_spend_mu", "_spend_sigma"]]
-    truth = truth.rename(columns=lambda c: c.lstrip("_"))
-    truth["dropout_ts"] = _to_ts(truth.pop("dropout_s").to_numpy())
+    truth = pd.DataFrame({
+        "customer_id": cust["customer_id"], "archetype": cust["_archetype"],
+        "signup_ts": cust["signup_ts"], "dropout_ts": _to_ts(np.minimum(cust["_dropout_s"], 4e9)),
+        "rate_per_day": cust["_rate"] * DAY_S, "hazard_per_day": cust["_hazard"] * DAY_S,
+        "spend_mu": cust["_spend_mu"], "spend_sigma": cust["_spend_sigma"],
+    })
     return GeneratedData(customers=cust[public], orders=orders, events=events, reviews=reviews, truth=truth)
 
 

@@ -7,13 +7,29 @@ from pathlib import Path
 import pandas as pd
 
 from custintel.config import Settings
-from custintel.features.schema import CHURN_LABEL, TIMESTAMP, VALUE_LABEL
+from custintel.features.schema import CHURN_LABEL, ENTITY_KEY, TIMESTAMP, VALUE_LABEL
+from custintel.paths import DataPaths
 from custintel.runs import read_json, write_json
 
 
 def rfm_rule(holdout: pd.DataFrame, horizon_days: int) -> tuple[pd.Series, pd.Series]:
     """Baseline: churn risk rises with recency; spend = last 90 days' spend scaled to the horizon."""
     return holdout["recency_days"].rank(pct=True), holdout["spend_90d"] * horizon_days / 90.0
+
+
+def oracle_metrics(holdout: pd.DataFrame, ground_truth_file: Path) -> dict | None:
+    """Metrics of the generator's true scores on the same holdout rows (None for real data)."""
+    from custintel.data.ground_truth import TRUE_CHURN, TRUE_SPEND
+    from training.metrics import holdout_metrics
+
+    if not ground_truth_file.is_file():
+        return None
+    keys = [ENTITY_KEY, TIMESTAMP]
+    truth = pd.read_parquet(ground_truth_file)
+    rows = holdout[[*keys, CHURN_LABEL, VALUE_LABEL]].merge(truth, on=keys, how="left")
+    if rows[TRUE_CHURN].isna().any():
+        return None
+    return holdout_metrics(rows[CHURN_LABEL], rows[VALUE_LABEL], rows[TRUE_CHURN], rows[TRUE_SPEND])
 
 
 def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
@@ -28,9 +44,13 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
         "model": holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL], churn_prob, spend),
         "baselines": {"rfm_rule": holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL],
                                                   rule_churn, rule_spend)},
+        "oracle": oracle_metrics(holdout, DataPaths(settings.data_dir).ground_truth_file),
         "holdout_snapshot": pd.Timestamp(holdout[TIMESTAMP].iloc[0]).isoformat(),
         "data_version": data_version,
         "tuning": {k: v for k, v in read_json(run_dir / "tuning.json").items() if k != "trials"},
     }
+    if metrics["oracle"]:
+        metrics["share_of_oracle"] = {
+            k: metrics["model"][k] / metrics["oracle"][k] for k in ("churn_auc", "value_spearman")}
     write_json(run_dir / "metrics.json", metrics)
     return metrics

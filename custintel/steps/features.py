@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 
+import pandas as pd
+
 from custintel.config import Settings
 from custintel.features.point_in_time import compute_features, compute_labels
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
+FEATURES_CODE_VERSION = 2  # bump when feature code changes its output for the same data
 
 
 def build_features(settings: Settings, data_version: str, force: bool = False) -> dict:
@@ -17,6 +20,7 @@ def build_features(settings: Settings, data_version: str, force: bool = False) -
     paths = DataPaths(settings.data_dir)
     meta_file = paths.offline / "features.json"
     key = {"data_version": data_version, "features": settings.features.model_dump(mode="json"),
+           "code": FEATURES_CODE_VERSION,
            "end_date": str(settings.data.end_date)}
     if not force and meta_file.is_file() and paths.features_file.is_file() and paths.labels_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -29,11 +33,25 @@ def build_features(settings: Settings, data_version: str, force: bool = False) -
     paths.offline.mkdir(parents=True, exist_ok=True)
     features.to_parquet(paths.features_file, index=False)
     labels.to_parquet(paths.labels_file, index=False)
+    _write_ground_truth(settings, paths)
     meta = {"key": key, "feature_rows": len(features), "label_rows": len(labels),
             "snapshots": len(snapshots), "features_file": str(paths.features_file)}
     meta_file.write_text(json.dumps(meta, indent=2))
     log.info("wrote %d feature rows and %d label rows", len(features), len(labels))
     return {**meta, "reused": False}
+
+
+def _write_ground_truth(settings: Settings, paths: DataPaths) -> None:
+    """True scores for the labelled snapshots, only for generated data (which records its latents)."""
+    from custintel.data.generator import TRUTH_TABLE
+    from custintel.data.ground_truth import true_scores
+
+    truth_file = paths.raw / f"{TRUTH_TABLE}.parquet"
+    paths.ground_truth_file.unlink(missing_ok=True)
+    if truth_file.is_file():
+        scores = true_scores(pd.read_parquet(truth_file), settings.labelled_snapshots(),
+                             settings.features.horizon_days)
+        scores.to_parquet(paths.ground_truth_file, index=False)
 
 
 def feast_apply(settings: Settings) -> list[str]:
