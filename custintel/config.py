@@ -132,9 +132,9 @@ class Settings(_Section):
 
     def snapshot_dates(self) -> list[datetime]:
         """Snapshot timestamps (UTC midnight), oldest first; the last one is the end of history."""
-        end = _utc(self.data.end_date)
+        end = utc_datetime(self.data.end_date)
         step = timedelta(days=self.features.snapshot_every_days)
-        snaps, current = [], _utc(self.features.first_snapshot)
+        snaps, current = [], utc_datetime(self.features.first_snapshot)
         while current < end:
             snaps.append(current)
             current += step
@@ -143,12 +143,13 @@ class Settings(_Section):
 
     def labelled_snapshots(self) -> list[datetime]:
         """Snapshots whose whole horizon lies inside the observed history."""
-        end = _utc(self.data.end_date)
+        end = utc_datetime(self.data.end_date)
         horizon = timedelta(days=self.features.horizon_days)
         return [s for s in self.snapshot_dates() if s + horizon <= end]
 
 
-def _utc(d: date) -> datetime:
+def utc_datetime(d: date) -> datetime:
+    """Midnight UTC of `d`: the end of history and snapshots are such instants."""
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 

@@ -20,6 +20,16 @@ class DataPaths:
         return self.dvc_repo / "raw"
 
     @property
+    def clean(self) -> Path:
+        """Raw tables that passed validation; the features read these."""
+        return self.root / "clean"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rejected raw rows, each with its `quarantine_reason`."""
+        return self.root / "quarantine"
+
+    @property
     def dvc_remote(self) -> Path:
         return self.root / "dvc-remote"
 

@@ -26,8 +26,8 @@ def test_tables_are_consistent(tiny_settings):
     assert data.reviews["rating"].between(1, 5).all()
     assert data.reviews["order_id"].isin(data.orders["order_id"]).all()
     # latent ground truth is kept apart from the customer table
-    assert not {"archetype", "rate"} & set(data.customers.columns)
-    assert {"archetype", "rate"} <= set(data.truth.columns)
+    assert not {"archetype", "rate_per_day"} & set(data.customers.columns)
+    assert {"archetype", "rate_per_day", "hazard_per_day"} <= set(data.truth.columns)
 
 
 def test_write_tables(tiny_settings, tmp_path):

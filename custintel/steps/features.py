@@ -12,7 +12,7 @@ from custintel.features.point_in_time import compute_features, compute_labels
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-FEATURES_CODE_VERSION = 2  # bump when feature code changes its output for the same data
+FEATURES_CODE_VERSION = 3  # bump when feature code changes its output for the same data
 
 
 def build_features(settings: Settings, data_version: str, force: bool = False) -> dict:
@@ -28,8 +28,8 @@ def build_features(settings: Settings, data_version: str, force: bool = False) -
             log.info("features for data %s are up to date; reusing them", data_version)
             return {**meta, "reused": True}
     snapshots = settings.snapshot_dates()
-    features = compute_features(paths.raw, snapshots)
-    labels = compute_labels(paths.raw, snapshots, settings.features.horizon_days, snapshots[-1])
+    features = compute_features(paths.clean, snapshots)
+    labels = compute_labels(paths.clean, snapshots, settings.features.horizon_days, snapshots[-1])
     paths.offline.mkdir(parents=True, exist_ok=True)
     features.to_parquet(paths.features_file, index=False)
     labels.to_parquet(paths.labels_file, index=False)

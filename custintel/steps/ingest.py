@@ -16,6 +16,7 @@ from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
 GENERATOR_VERSION = 2  # bump when the generator's output changes for the same settings
+VALIDATION_VERSION = 1  # bump when the schema or the checks change
 
 
 def _fingerprint(settings: Settings) -> dict:
@@ -54,6 +55,31 @@ def ingest(settings: Settings) -> dict:
     else:
         log.info("raw data %s is up to date; reusing it", current)
     version = versioning.pull(paths.dvc_repo)
-    result = {"data_version": version, "generated": generated, "raw_dir": str(paths.raw)}
+    validation = validate(settings, version)
+    result = {"data_version": version, "generated": generated, "raw_dir": str(paths.raw),
+              "clean_dir": str(paths.clean), "quarantine_dir": str(paths.quarantine),
+              "quarantined_rows": sum(t["quarantined"] for t in validation["tables"].values())}
     (paths.root / "ingest.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def validate(settings: Settings, data_version: str) -> dict:
+    """Schema-check the pulled raw tables into clean/ and quarantine/ (skipped when already done
+    for this data version)."""
+    from custintel.config import utc_datetime
+    from custintel.data.validation import validate_raw
+
+    paths = DataPaths(settings.data_dir)
+    report_file = paths.clean / "validation.json"
+    if report_file.is_file():
+        report = json.loads(report_file.read_text())
+        if report.get("data_version") == data_version and report.get("code") == VALIDATION_VERSION:
+            return report
+    tables = validate_raw(paths.raw, paths.clean, paths.quarantine, utc_datetime(settings.data.end_date))
+    for name, info in tables.items():
+        if info["quarantined"]:
+            log.warning("quarantined %d of %d %s rows (%s); see %s", info["quarantined"], info["rows"], name,
+                        info["top_reasons"], paths.quarantine / f"{name}.parquet")
+    report = {"data_version": data_version, "code": VALIDATION_VERSION, "tables": tables}
+    report_file.write_text(json.dumps(report, indent=2))
+    return report

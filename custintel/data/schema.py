@@ -1,0 +1,56 @@
+"""Declared schema of the raw tables: columns, kinds, ranges, unique ids and foreign keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "int", "float", "str", "timestamp"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    columns: tuple[Column, ...]
+    unique: str | None = None  # id column that must be unique
+    foreign_keys: dict[str, str] = field(default_factory=dict)  # column -> referenced table (its id)
+    timestamp: str | None = None  # must not lie after the end of history
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+CUSTOMERS = TableSchema("customers", (
+    Column("customer_id", "int", min=1), Column("signup_ts", "timestamp"),
+    Column("country", "str", nullable=True), Column("channel", "str", nullable=True),
+    Column("age_band", "str", nullable=True),
+), unique="customer_id", timestamp="signup_ts")
+
+ORDERS = TableSchema("orders", (
+    Column("order_id", "int", min=1), Column("customer_id", "int", min=1), Column("order_ts", "timestamp"),
+    Column("amount", "float", min=0.0), Column("discount", "float", min=0.0, nullable=True),
+    Column("category", "str", nullable=True), Column("n_items", "int", min=1, nullable=True),
+), unique="order_id", foreign_keys={"customer_id": "customers"}, timestamp="order_ts")
+
+EVENTS = TableSchema("events", (
+    Column("event_id", "int", min=1), Column("session_id", "int", min=1), Column("customer_id", "int", min=1),
+    Column("event_ts", "timestamp"),
+    Column("event_type", "str", allowed=("view", "search", "add_to_cart", "remove_from_cart", "checkout")),
+), unique="event_id", foreign_keys={"customer_id": "customers"}, timestamp="event_ts")
+
+REVIEWS = TableSchema("reviews", (
+    Column("review_id", "int", min=1), Column("order_id", "int", min=1), Column("customer_id", "int", min=1),
+    Column("review_ts", "timestamp"), Column("rating", "int", min=1, max=5),
+    Column("text", "str", nullable=True),
+), unique="review_id", foreign_keys={"customer_id": "customers", "order_id": "orders"}, timestamp="review_ts")
+
+SCHEMAS: dict[str, TableSchema] = {s.name: s for s in (CUSTOMERS, ORDERS, EVENTS, REVIEWS)}
+ID_COLUMN = {"customers": "customer_id", "orders": "order_id"}

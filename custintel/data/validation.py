@@ -1,0 +1,109 @@
+"""Validate raw tables against the declared schema. Bad rows are quarantined with their reasons,
+never silently dropped: every input row ends up either in the clean table or in quarantine.
+
+    clean, report = validate_raw(raw_dir, clean_dir, quarantine_dir, end)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from custintel.data.schema import ID_COLUMN, SCHEMAS, Column, TableSchema
+from custintel.errors import UserError
+
+
+def _kind_ok(series: pd.Series, col: Column) -> pd.Series:
+    """True where the value can be read as the column's kind (nulls are judged separately)."""
+    if col.kind in ("int", "float"):
+        num = pd.to_numeric(series, errors="coerce")
+        ok = num.notna() | series.isna()
+        if col.kind == "int":
+            ok &= num.isna() | (num == np.floor(num))
+        return ok
+    if col.kind == "timestamp":
+        return pd.to_datetime(series, utc=True, errors="coerce").notna() | series.isna()
+    return pd.Series(True, index=series.index)
+
+
+def _coerce(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    out = frame.copy()
+    for col in schema.columns:
+        if col.kind == "int":
+            out[col.name] = pd.to_numeric(out[col.name], errors="coerce").astype("Int64")
+        elif col.kind == "float":
+            out[col.name] = pd.to_numeric(out[col.name], errors="coerce").astype("float64")
+        elif col.kind == "timestamp":
+            out[col.name] = pd.to_datetime(out[col.name], utc=True, errors="coerce")
+    return out
+
+
+def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
+                   known_ids: dict[str, pd.Series]) -> pd.Series:
+    """Per row, a '; '-joined list of what is wrong with it ('' for a good row)."""
+    reasons = pd.Series("", index=frame.index, dtype=object)
+
+    def flag(mask: pd.Series, reason: str) -> None:
+        mask = mask.fillna(False).astype(bool)
+        reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + reason
+
+    for col in schema.columns:
+        raw = frame[col.name]
+        bad_kind = ~_kind_ok(raw, col)
+        flag(bad_kind, f"{col.name}: not a valid {col.kind}")
+        values = _coerce(frame[[col.name]], TableSchema(schema.name, (col,)))[col.name]
+        if not col.nullable:
+            flag(values.isna() & ~bad_kind, f"{col.name}: missing")
+        if col.min is not None:
+            flag(values < col.min, f"{col.name}: below {col.min}")
+        if col.max is not None:
+            flag(values > col.max, f"{col.name}: above {col.max}")
+        if col.allowed is not None:
+            flag(values.notna() & ~values.isin(col.allowed), f"{col.name}: not one of {list(col.allowed)}")
+    coerced = _coerce(frame, schema)
+    if schema.timestamp:
+        flag(coerced[schema.timestamp] > pd.Timestamp(end), f"{schema.timestamp}: after the end of history")
+    if schema.unique:
+        flag(coerced[schema.unique].duplicated(keep="first") & coerced[schema.unique].notna(),
+             f"{schema.unique}: duplicate id")
+    for column, table in schema.foreign_keys.items():
+        if table in known_ids:
+            flag(coerced[column].notna() & ~coerced[column].isin(known_ids[table]),
+                 f"{column}: unknown in {table}")
+    return reasons
+
+
+def validate_raw(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, end: datetime) -> dict:
+    """Validate every table of `raw_dir` (parents before children so foreign keys see clean ids)."""
+    clean_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    known_ids: dict[str, pd.Series] = {}
+    report: dict[str, dict] = {}
+    for name, schema in SCHEMAS.items():
+        path = raw_dir / f"{name}.parquet"
+        if not path.is_file():
+            raise UserError(f"Raw table {name!r} is missing: expected {path}. Re-run `custintel ingest`.")
+        frame = pd.read_parquet(path)
+        missing = [c for c in schema.column_names if c not in frame.columns]
+        if missing:
+            raise UserError(f"Raw table {name!r} lacks column(s) {missing}; it has {list(frame.columns)}. "
+                            "Fix the export or the column mapping.")
+        reasons = table_problems(frame, schema, end, known_ids)
+        bad = reasons != ""
+        clean = _coerce(frame[~bad], schema).reset_index(drop=True)
+        clean.to_parquet(clean_dir / f"{name}.parquet", index=False)
+        quarantined = frame[bad].assign(quarantine_reason=reasons[bad]).reset_index(drop=True)
+        quarantine_file = quarantine_dir / f"{name}.parquet"
+        if len(quarantined):
+            quarantined.astype({c: str for c in quarantined.columns if quarantined[c].dtype == object}
+                               ).to_parquet(quarantine_file, index=False)
+        else:
+            quarantine_file.unlink(missing_ok=True)
+        if name in ID_COLUMN:
+            known_ids[name] = clean[ID_COLUMN[name]]
+        report[name] = {"rows": len(frame), "clean": len(clean), "quarantined": int(bad.sum()),
+                        "top_reasons": reasons[bad].value_counts().head(5).to_dict()}
+    return report

@@ -1,0 +1,67 @@
+"""Bad raw rows are quarantined with reasons; good rows pass unchanged; nothing is dropped."""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from custintel.data.generator import generate, write_tables
+from custintel.data.validation import validate_raw
+from custintel.errors import UserError
+
+END = datetime(2025, 12, 31, tzinfo=UTC)
+
+
+@pytest.fixture
+def raw_dir(tiny_settings, tmp_path):
+    raw = tmp_path / "raw"
+    write_tables(generate(tiny_settings.data, seed=5), raw)
+    return raw
+
+
+def test_generated_data_is_all_clean(raw_dir, tmp_path):
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+    assert all(t["quarantined"] == 0 for t in report.values())
+    assert not any((tmp_path / "q").iterdir())
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    clean = pd.read_parquet(tmp_path / "clean" / "orders.parquet")
+    assert len(clean) == len(orders)
+
+
+def test_bad_rows_are_quarantined_with_reasons(raw_dir, tmp_path):
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    good = orders.iloc[0]
+    bad = pd.DataFrame([
+        {**good, "order_id": 10**9, "amount": -5.0},                                 # negative amount
+        {**good, "order_id": 10**9 + 1, "customer_id": 10**8},                        # unknown customer
+        {**good, "order_id": 10**9 + 2, "order_ts": pd.Timestamp("2030-01-01", tz="UTC")},  # future
+        {**good},                                                                      # duplicate id
+        {**good, "order_id": 10**9 + 3, "amount": None},                              # missing amount
+    ])
+    pd.concat([orders, bad], ignore_index=True).to_parquet(raw_dir / "orders.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)["orders"]
+    assert report["rows"] == len(orders) + 5
+    assert report["quarantined"] == 5 and report["clean"] == len(orders)
+    quarantined = pd.read_parquet(tmp_path / "q" / "orders.parquet")
+    reasons = " | ".join(quarantined["quarantine_reason"])
+    for expected in ("amount: below 0.0", "customer_id: unknown in customers", "order_ts: after the end",
+                     "order_id: duplicate id", "amount: missing"):
+        assert expected in reasons
+
+
+def test_orphans_of_quarantined_parents_are_quarantined_too(raw_dir, tmp_path):
+    customers = pd.read_parquet(raw_dir / "customers.parquet")
+    customers.loc[0, "signup_ts"] = pd.Timestamp("2031-01-01", tz="UTC")
+    customers.to_parquet(raw_dir / "customers.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    n_orphans = int((orders["customer_id"] == customers.loc[0, "customer_id"]).sum())
+    assert report["customers"]["quarantined"] == 1
+    assert report["orders"]["quarantined"] == n_orphans
+
+
+def test_missing_column_is_one_clear_error(raw_dir, tmp_path):
+    reviews = pd.read_parquet(raw_dir / "reviews.parquet")
+    reviews.drop(columns=["rating"]).to_parquet(raw_dir / "reviews.parquet")
+    with pytest.raises(UserError, match=r"'reviews' lacks column\(s\) \['rating'\]"):
+        validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
