@@ -179,9 +179,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default serve.port).")] = None,
 ) -> None:
     """Serve the champion model over HTTP with BentoML (Ctrl-C to stop)."""
-    from custintel import server
+    from custintel import registry, server
+    from custintel.paths import DataPaths
 
     settings = _settings()
+    if registry.champion_tag(DataPaths(settings.data_dir)) is None:
+        raise UserError("No champion model to serve yet: run `custintel retrain` first.")
     proc = server.start(_state["params"], settings.serve.host, port or settings.serve.port)
     try:
         sys.exit(proc.wait())

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from custintel.config import Settings
+from custintel.errors import UserError
 from custintel.features.schema import FEATURE_NAMES
 from custintel.paths import DataPaths
 from custintel.runs import training_key, write_json
@@ -19,7 +20,11 @@ def load_training_set(settings: Settings) -> pd.DataFrame:
     """Labels (entity rows) joined point-in-time with the feature service through Feast."""
     from custintel import feature_store
 
-    labels = pd.read_parquet(DataPaths(settings.data_dir).labels_file)
+    labels_file = DataPaths(settings.data_dir).labels_file
+    if not labels_file.is_file():
+        raise UserError(f"{labels_file} is missing: run `custintel features` (and `custintel feast-apply`) "
+                        "before training.")
+    labels = pd.read_parquet(labels_file)
     return feature_store.training_set(feature_store.open_store(settings), labels)
 
 
