@@ -37,11 +37,19 @@ class DataSection(_Section):
     start_date: date = Field(date(2024, 1, 1), description="First day of simulated history.")
     end_date: date = Field(date(2025, 12, 31), description="Last day of simulated history.")
     n_categories: int = Field(8, ge=1, le=50, description="Product categories.")
+    scenario: Literal["none", "price_inflation", "new_customer_surge", "churn_wave", "category_shift",
+                      "broken_feed"] = Field("none", description="Drift scenario (custintel.data.scenarios).")
+    scenario_start: date | None = Field(None, description="The scenario applies from this date on.")
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataSection:
         if self.end_date <= self.start_date + timedelta(days=60):
             raise ValueError("end_date must be at least 60 days after start_date")
+        if self.scenario != "none":
+            if self.scenario_start is None:
+                raise ValueError("scenario_start is required when scenario is not 'none'")
+            if not self.start_date < self.scenario_start < self.end_date:
+                raise ValueError("scenario_start must lie strictly between start_date and end_date")
         return self
 
 

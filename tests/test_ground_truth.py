@@ -1,26 +1,46 @@
 """The analytic ground truth must agree with what the simulation actually produces."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from custintel.config import settings_from_dict
-from custintel.data.generator import TRUTH_TABLE, generate, write_tables
+from custintel.data.generator import MEAN_PAID_FRACTION, TRUTH_TABLE, generate, write_tables
 from custintel.data.ground_truth import TRUE_CHURN, TRUE_SPEND, true_scores
 from custintel.features.point_in_time import compute_labels
 from tests.conftest import tiny_params
 
+# Scenarios whose recorded orders are what customers really did (broken_feed corrupts them).
+SCENARIOS = ["none", "churn_wave", "price_inflation", "new_customer_surge", "category_shift"]
 
-@pytest.fixture(scope="module")
-def joined(tmp_path_factory):
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def joined(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("truth")
-    settings = settings_from_dict(tiny_params(tmp / "data", n_customers=6000))
+    raw = tiny_params(tmp / "data", n_customers=6000)
+    start = None if request.param == "none" else "2025-03-01"
+    raw["data"].update(scenario=request.param, scenario_start=start)
+    settings = settings_from_dict(raw)
     data = generate(settings.data, seed=3)
     write_tables(data, tmp / "raw")
     snaps = settings.labelled_snapshots()
     labels = compute_labels(tmp / "raw", snaps, settings.features.horizon_days, settings.snapshot_dates()[-1])
     truth = true_scores(pd.read_parquet(tmp / "raw" / f"{TRUTH_TABLE}.parquet"), snaps,
-                        settings.features.horizon_days)
+                        settings.features.horizon_days, settings.data.scenario, settings.data.scenario_start)
     return labels.merge(truth, on=["customer_id", "event_timestamp"], how="inner"), len(labels)
+
+
+def test_daily_formula_equals_the_closed_form_without_a_scenario():
+    truth = pd.DataFrame({"customer_id": [1, 2], "signup_ts": pd.Timestamp("2024-01-01", tz="UTC"),
+                          "dropout_ts": pd.Timestamp("2030-01-01", tz="UTC"), "rate_per_day": [0.05, 0.01],
+                          "hazard_per_day": [0.002, 0.02], "spend_mu": [4.0, 3.0], "spend_sigma": [0.5, 0.4]})
+    got = true_scores(truth, [pd.Timestamp("2025-01-01", tz="UTC")], horizon_days=90)
+    lam, haz, horizon = truth["rate_per_day"], truth["hazard_per_day"], 90
+    p_none = haz / (lam + haz) * (1 - np.exp(-(lam + haz) * horizon)) + np.exp(-(lam + haz) * horizon)
+    orders = lam * (1 - np.exp(-haz * horizon)) / haz
+    spend = orders * np.exp(truth["spend_mu"] + truth["spend_sigma"] ** 2 / 2) * MEAN_PAID_FRACTION
+    np.testing.assert_allclose(got[TRUE_CHURN], p_none, rtol=1e-9)
+    np.testing.assert_allclose(got[TRUE_SPEND], spend, rtol=1e-9)
 
 
 def test_truth_covers_every_labelled_row(joined):

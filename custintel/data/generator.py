@@ -18,8 +18,11 @@ import pandas as pd
 
 from custintel.config import DataSection
 from custintel.data.archetypes import AGE_BANDS, ARCHETYPES, CHANNELS, COUNTRIES
+from custintel.data.scenarios import NEW_CHANNEL, SCENARIOS, Scenario
 
 DAY_S = 86_400.0
+NEVER_S = 1e12  # a scenario start far beyond any history: "no scenario"
+NEW_CUSTOMER = 3  # index of the new-customer archetype
 DISCOUNT_PROB = 0.2  # share of orders with a discount
 DISCOUNT_RANGE = (0.05, 0.3)  # discount fraction, uniform
 MEAN_PAID_FRACTION = 1 - DISCOUNT_PROB * sum(DISCOUNT_RANGE) / 2  # E[amount] / E[gross]
@@ -55,25 +58,40 @@ def _to_ts(seconds: np.ndarray) -> pd.DatetimeIndex:
     return pd.to_datetime(np.round(seconds).astype("int64"), unit="s", utc=True)
 
 
-def _simulate_customers(cfg: DataSection, rng: np.random.Generator, t0: float, t1: float) -> pd.DataFrame:
-    n = cfg.n_customers
+def _dropout_times(rng, signup, hazard, start: float, multiplier: float) -> np.ndarray:
+    """Dropout by inverting the cumulative hazard: `hazard` before `start`, x `multiplier` after."""
+    e = rng.exponential(1.0, len(signup))
+    before = np.clip(start - signup, 0, None)  # active seconds at the base hazard
+    plain = signup + e / hazard
+    after = signup + before + (e - hazard * before) / (multiplier * hazard)
+    return np.where(e <= hazard * before, plain, after)
+
+
+def _simulate_customers(cfg: DataSection, rng: np.random.Generator, t0: float, t1: float,
+                        scenario: Scenario, start: float) -> pd.DataFrame:
+    n_base = cfg.n_customers
+    n = n_base + int(round(scenario.surge_share * n_base))
     weights = np.array([a.weight for a in ARCHETYPES])
     arche = rng.choice(len(ARCHETYPES), size=n, p=weights / weights.sum())
+    surge = np.arange(n) >= n_base
+    arche[surge] = NEW_CUSTOMER
     attr = {f: np.array([getattr(a, f) for a in ARCHETYPES])[arche] for f in (
         "orders_per_30d", "dropout_per_30d", "spend_mu", "spend_sigma", "sessions_per_order",
         "cart_abandon", "review_rate", "tone")}
     span = t1 - t0
     # New customers sign up in the last third of history; the others any time before the last month.
-    signup_frac = np.where(arche == 3, rng.uniform(2 / 3, 0.97, n), rng.uniform(0, 0.9, n) ** 1.3)
-    signup = t0 + signup_frac * span
+    signup_frac = np.where(arche == NEW_CUSTOMER, rng.uniform(2 / 3, 0.97, n), rng.uniform(0, 0.9, n) ** 1.3)
+    signup = np.where(surge, rng.uniform(min(start, t1 - DAY_S), t1 - DAY_S, n), t0 + signup_frac * span)
     rate = rng.gamma(4.0, attr["orders_per_30d"] / 4.0) / (30 * DAY_S)  # orders per second
     hazard = attr["dropout_per_30d"] * rng.lognormal(0, 0.3, n) / (30 * DAY_S)
-    dropout = signup + rng.exponential(1.0 / hazard)
+    dropout = _dropout_times(rng, signup, hazard, start, scenario.hazard_multiplier)
+    channel = np.array(CHANNELS)[rng.integers(0, len(CHANNELS), n)]
+    channel[surge] = NEW_CHANNEL
     return pd.DataFrame({
         "customer_id": np.arange(1, n + 1, dtype=np.int64),
         "signup_ts": _to_ts(signup),
         "country": np.array(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)],
-        "channel": np.array(CHANNELS)[rng.integers(0, len(CHANNELS), n)],
+        "channel": channel,
         "age_band": np.array(AGE_BANDS)[rng.integers(0, len(AGE_BANDS), n)],
         # latent columns, prefixed with an underscore: ground truth, never features
         "_archetype": np.array([a.name for a in ARCHETYPES])[arche],
@@ -100,7 +118,8 @@ def _poisson_times(rng, starts, ends, rates) -> tuple[np.ndarray, np.ndarray]:
     return owner[order], times[order]
 
 
-def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float) -> pd.DataFrame:
+def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float, scenario: Scenario,
+                     start: float) -> pd.DataFrame:
     signup = cust["_signup_s"].to_numpy()
     active_end = np.minimum(cust["_dropout_s"].to_numpy(), t1)
     owner, times = _poisson_times(rng, signup, active_end, cust["_rate"].to_numpy())
@@ -113,7 +132,10 @@ def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float) -> pd
     taste = rng.dirichlet(np.full(cfg.n_categories, 0.6), len(cust))
     cum = np.cumsum(taste, axis=1)[owner]
     category = (rng.uniform(0, 1, n)[:, None] > cum).sum(axis=1).clip(0, cfg.n_categories - 1)
+    after = times >= start
+    category = np.where(after, (category + scenario.category_shift) % cfg.n_categories, category)
     gross = rng.lognormal(cust["_spend_mu"].to_numpy()[owner], cust["_spend_sigma"].to_numpy()[owner])
+    gross *= np.where(after, scenario.price_factor, 1.0)
     discount = np.where(rng.uniform(0, 1, n) < DISCOUNT_PROB, rng.uniform(*DISCOUNT_RANGE, n), 0.0)
     return pd.DataFrame({
         "order_id": np.arange(1, n + 1, dtype=np.int64),
@@ -172,14 +194,30 @@ def _simulate_reviews(cust: pd.DataFrame, orders: pd.DataFrame, rng, t1: float) 
     })
 
 
+def _break_feed(orders: pd.DataFrame, start: float) -> pd.DataFrame:
+    """The broken-feed scenario: from the start, amounts arrive in cents and category is missing."""
+    after = orders["order_ts"] >= pd.Timestamp(start, unit="s", tz="UTC")
+    orders = orders.copy()
+    orders.loc[after, ["amount", "discount"]] *= 100
+    orders["category"] = orders["category"].astype(object).where(~after, None)
+    return orders
+
+
+def scenario_start_s(cfg: DataSection) -> float:
+    return _epoch(cfg.scenario_start) if cfg.scenario != "none" and cfg.scenario_start else NEVER_S
+
+
 def generate(cfg: DataSection, seed: int) -> GeneratedData:
-    """Simulate the whole history for `cfg.n_customers` customers."""
+    """Simulate the whole history for `cfg.n_customers` customers (plus a surge, if configured)."""
     rng = np.random.default_rng(seed)
     t0, t1 = _epoch(cfg.start_date), _epoch(cfg.end_date)
-    cust = _simulate_customers(cfg, rng, t0, t1)
-    orders = _simulate_orders(cust, cfg, rng, t1)
+    scenario, start = SCENARIOS[cfg.scenario], scenario_start_s(cfg)
+    cust = _simulate_customers(cfg, rng, t0, t1, scenario, start)
+    orders = _simulate_orders(cust, cfg, rng, t1, scenario, start)
     events = _simulate_events(cust, rng, t1)
     reviews = _simulate_reviews(cust, orders, rng, t1)
+    if scenario.broken_feed:
+        orders = _break_feed(orders, start)
     public = [c for c in cust.columns if not c.startswith("_")]
     truth = pd.DataFrame({
         "customer_id": cust["customer_id"], "archetype": cust["_archetype"],

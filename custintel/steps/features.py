@@ -50,7 +50,8 @@ def _write_ground_truth(settings: Settings, paths: DataPaths) -> None:
     paths.ground_truth_file.unlink(missing_ok=True)
     if truth_file.is_file():
         scores = true_scores(pd.read_parquet(truth_file), settings.labelled_snapshots(),
-                             settings.features.horizon_days)
+                             settings.features.horizon_days, settings.data.scenario,
+                             settings.data.scenario_start)
         scores.to_parquet(paths.ground_truth_file, index=False)
 
 
