@@ -9,6 +9,7 @@ out. Deterministic for a given seed and configuration; fully vectorised with num
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from custintel.data.scenarios import NEW_CHANNEL, SCENARIOS, Scenario
 DAY_S = 86_400.0
 NEVER_S = 1e12  # a scenario start far beyond any history: "no scenario"
 NEW_CUSTOMER = 3  # index of the new-customer archetype
+CHUNK_CUSTOMERS = 50_000  # customers simulated and written at a time
 DISCOUNT_PROB = 0.2  # share of orders with a discount
 DISCOUNT_RANGE = (0.05, 0.3)  # discount fraction, uniform
 MEAN_PAID_FRACTION = 1 - DISCOUNT_PROB * sum(DISCOUNT_RANGE) / 2  # E[amount] / E[gross]
@@ -67,17 +69,28 @@ def _dropout_times(rng, signup, hazard, start: float, multiplier: float) -> np.n
     return np.where(e <= hazard * before, plain, after)
 
 
-def _simulate_customers(cfg: DataSection, rng: np.random.Generator, t0: float, t1: float,
-                        scenario: Scenario, start: float) -> pd.DataFrame:
+def _simulate_customers(
+    cfg: DataSection, rng: np.random.Generator, t0: float, t1: float, scenario: Scenario, start: float
+) -> pd.DataFrame:
     n_base = cfg.n_customers
     n = n_base + int(round(scenario.surge_share * n_base))
     weights = np.array([a.weight for a in ARCHETYPES])
     arche = rng.choice(len(ARCHETYPES), size=n, p=weights / weights.sum())
     surge = np.arange(n) >= n_base
     arche[surge] = NEW_CUSTOMER
-    attr = {f: np.array([getattr(a, f) for a in ARCHETYPES])[arche] for f in (
-        "orders_per_30d", "dropout_per_30d", "spend_mu", "spend_sigma", "sessions_per_order",
-        "cart_abandon", "review_rate", "tone")}
+    attr = {
+        f: np.array([getattr(a, f) for a in ARCHETYPES])[arche]
+        for f in (
+            "orders_per_30d",
+            "dropout_per_30d",
+            "spend_mu",
+            "spend_sigma",
+            "sessions_per_order",
+            "cart_abandon",
+            "review_rate",
+            "tone",
+        )
+    }
     span = t1 - t0
     # New customers sign up in the last third of history; the others any time before the last month.
     signup_frac = np.where(arche == NEW_CUSTOMER, rng.uniform(2 / 3, 0.97, n), rng.uniform(0, 0.9, n) ** 1.3)
@@ -87,25 +100,27 @@ def _simulate_customers(cfg: DataSection, rng: np.random.Generator, t0: float, t
     dropout = _dropout_times(rng, signup, hazard, start, scenario.hazard_multiplier)
     channel = np.array(CHANNELS)[rng.integers(0, len(CHANNELS), n)]
     channel[surge] = NEW_CHANNEL
-    return pd.DataFrame({
-        "customer_id": np.arange(1, n + 1, dtype=np.int64),
-        "signup_ts": _to_ts(signup),
-        "country": np.array(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)],
-        "channel": channel,
-        "age_band": np.array(AGE_BANDS)[rng.integers(0, len(AGE_BANDS), n)],
-        # latent columns, prefixed with an underscore: ground truth, never features
-        "_archetype": np.array([a.name for a in ARCHETYPES])[arche],
-        "_signup_s": signup,
-        "_dropout_s": dropout,
-        "_hazard": hazard,
-        "_rate": rate,
-        "_spend_mu": attr["spend_mu"] + rng.normal(0, 0.25, n),
-        "_spend_sigma": attr["spend_sigma"],
-        "_sessions_per_order": attr["sessions_per_order"],
-        "_cart_abandon": attr["cart_abandon"],
-        "_review_rate": attr["review_rate"],
-        "_tone": attr["tone"],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1, n + 1, dtype=np.int64),
+            "signup_ts": _to_ts(signup),
+            "country": np.array(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)],
+            "channel": channel,
+            "age_band": np.array(AGE_BANDS)[rng.integers(0, len(AGE_BANDS), n)],
+            # latent columns, prefixed with an underscore: ground truth, never features
+            "_archetype": np.array([a.name for a in ARCHETYPES])[arche],
+            "_signup_s": signup,
+            "_dropout_s": dropout,
+            "_hazard": hazard,
+            "_rate": rate,
+            "_spend_mu": attr["spend_mu"] + rng.normal(0, 0.25, n),
+            "_spend_sigma": attr["spend_sigma"],
+            "_sessions_per_order": attr["sessions_per_order"],
+            "_cart_abandon": attr["cart_abandon"],
+            "_review_rate": attr["review_rate"],
+            "_tone": attr["tone"],
+        }
+    )
 
 
 def _poisson_times(rng, starts, ends, rates) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +133,9 @@ def _poisson_times(rng, starts, ends, rates) -> tuple[np.ndarray, np.ndarray]:
     return owner[order], times[order]
 
 
-def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float, scenario: Scenario,
-                     start: float) -> pd.DataFrame:
+def _simulate_orders(
+    cust: pd.DataFrame, cfg: DataSection, rng, t1: float, scenario: Scenario, start: float
+) -> pd.DataFrame:
     signup = cust["_signup_s"].to_numpy()
     active_end = np.minimum(cust["_dropout_s"].to_numpy(), t1)
     owner, times = _poisson_times(rng, signup, active_end, cust["_rate"].to_numpy())
@@ -137,15 +153,17 @@ def _simulate_orders(cust: pd.DataFrame, cfg: DataSection, rng, t1: float, scena
     gross = rng.lognormal(cust["_spend_mu"].to_numpy()[owner], cust["_spend_sigma"].to_numpy()[owner])
     gross *= np.where(after, scenario.price_factor, 1.0)
     discount = np.where(rng.uniform(0, 1, n) < DISCOUNT_PROB, rng.uniform(*DISCOUNT_RANGE, n), 0.0)
-    return pd.DataFrame({
-        "order_id": np.arange(1, n + 1, dtype=np.int64),
-        "customer_id": cust["customer_id"].to_numpy()[owner],
-        "order_ts": _to_ts(times),
-        "amount": np.round(gross * (1 - discount), 2),
-        "discount": np.round(gross * discount, 2),
-        "category": np.array([f"cat_{i:02d}" for i in range(cfg.n_categories)])[category],
-        "n_items": rng.integers(1, 5, n).astype(np.int16),
-    })
+    return pd.DataFrame(
+        {
+            "order_id": np.arange(1, n + 1, dtype=np.int64),
+            "customer_id": cust["customer_id"].to_numpy()[owner],
+            "order_ts": _to_ts(times),
+            "amount": np.round(gross * (1 - discount), 2),
+            "discount": np.round(gross * discount, 2),
+            "category": np.array([f"cat_{i:02d}" for i in range(cfg.n_categories)])[category],
+            "n_items": rng.integers(1, 5, n).astype(np.int16),
+        }
+    )
 
 
 def _simulate_events(cust: pd.DataFrame, rng, t1: float) -> pd.DataFrame:
@@ -165,13 +183,15 @@ def _simulate_events(cust: pd.DataFrame, rng, t1: float) -> pd.DataFrame:
     offset = {"view": 0.0, "add_to_cart": 300.0, "checkout": 600.0}
     ts = start[sess_idx] + np.vectorize(offset.get)(etype) + rng.uniform(0, 120, len(sess_idx))
     order = np.lexsort((ts, sess_idx))
-    return pd.DataFrame({
-        "event_id": np.arange(1, len(order) + 1, dtype=np.int64),
-        "session_id": (sess_idx[order] + 1).astype(np.int64),
-        "customer_id": cust["customer_id"].to_numpy()[owner][sess_idx[order]],
-        "event_ts": _to_ts(ts[order]),
-        "event_type": etype[order],
-    })
+    return pd.DataFrame(
+        {
+            "event_id": np.arange(1, len(order) + 1, dtype=np.int64),
+            "session_id": (sess_idx[order] + 1).astype(np.int64),
+            "customer_id": cust["customer_id"].to_numpy()[owner][sess_idx[order]],
+            "event_ts": _to_ts(ts[order]),
+            "event_type": etype[order],
+        }
+    )
 
 
 def _simulate_reviews(cust: pd.DataFrame, orders: pd.DataFrame, rng, t1: float) -> pd.DataFrame:
@@ -184,14 +204,16 @@ def _simulate_reviews(cust: pd.DataFrame, orders: pd.DataFrame, rng, t1: float) 
     keep = ts < t1
     choice = rng.integers(0, 2, len(picked))
     text = np.array([_REVIEW_TEXT[r][c] for r, c in zip(rating, choice, strict=True)], dtype=object)
-    return pd.DataFrame({
-        "review_id": np.arange(1, keep.sum() + 1, dtype=np.int64),
-        "order_id": picked["order_id"].to_numpy()[keep],
-        "customer_id": picked["customer_id"].to_numpy()[keep],
-        "review_ts": _to_ts(ts[keep]),
-        "rating": rating[keep],
-        "text": text[keep],
-    })
+    return pd.DataFrame(
+        {
+            "review_id": np.arange(1, keep.sum() + 1, dtype=np.int64),
+            "order_id": picked["order_id"].to_numpy()[keep],
+            "customer_id": picked["customer_id"].to_numpy()[keep],
+            "review_ts": _to_ts(ts[keep]),
+            "rating": rating[keep],
+            "text": text[keep],
+        }
+    )
 
 
 def _break_feed(orders: pd.DataFrame, start: float) -> pd.DataFrame:
@@ -207,9 +229,8 @@ def scenario_start_s(cfg: DataSection) -> float:
     return _epoch(cfg.scenario_start) if cfg.scenario != "none" and cfg.scenario_start else NEVER_S
 
 
-def generate(cfg: DataSection, seed: int) -> GeneratedData:
-    """Simulate the whole history for `cfg.n_customers` customers (plus a surge, if configured)."""
-    rng = np.random.default_rng(seed)
+def _simulate_chunk(cfg: DataSection, rng: np.random.Generator) -> GeneratedData:
+    """`cfg.n_customers` customers (plus a surge, if configured) with ids starting at 1."""
     t0, t1 = _epoch(cfg.start_date), _epoch(cfg.end_date)
     scenario, start = SCENARIOS[cfg.scenario], scenario_start_s(cfg)
     cust = _simulate_customers(cfg, rng, t0, t1, scenario, start)
@@ -219,20 +240,90 @@ def generate(cfg: DataSection, seed: int) -> GeneratedData:
     if scenario.broken_feed:
         orders = _break_feed(orders, start)
     public = [c for c in cust.columns if not c.startswith("_")]
-    truth = pd.DataFrame({
-        "customer_id": cust["customer_id"], "archetype": cust["_archetype"],
-        "signup_ts": cust["signup_ts"], "dropout_ts": _to_ts(np.minimum(cust["_dropout_s"], 4e9)),
-        "rate_per_day": cust["_rate"] * DAY_S, "hazard_per_day": cust["_hazard"] * DAY_S,
-        "spend_mu": cust["_spend_mu"], "spend_sigma": cust["_spend_sigma"],
-    })
+    truth = pd.DataFrame(
+        {
+            "customer_id": cust["customer_id"],
+            "archetype": cust["_archetype"],
+            "signup_ts": cust["signup_ts"],
+            "dropout_ts": _to_ts(np.minimum(cust["_dropout_s"], 4e9)),
+            "rate_per_day": cust["_rate"] * DAY_S,
+            "hazard_per_day": cust["_hazard"] * DAY_S,
+            "spend_mu": cust["_spend_mu"],
+            "spend_sigma": cust["_spend_sigma"],
+        }
+    )
     return GeneratedData(customers=cust[public], orders=orders, events=events, reviews=reviews, truth=truth)
 
 
-def write_tables(data: GeneratedData, raw_dir: Path) -> dict[str, int]:
-    """Write each table to `<raw_dir>/<table>.parquet`; returns row counts."""
+def _shift_ids(data: GeneratedData, offsets: dict[str, int]) -> GeneratedData:
+    """Move a chunk's ids (customer, order, session, event, review) past the earlier chunks'."""
+    c, o = offsets["customer"], offsets["order"]
+    return GeneratedData(
+        customers=data.customers.assign(customer_id=data.customers["customer_id"] + c),
+        orders=data.orders.assign(
+            order_id=data.orders["order_id"] + o, customer_id=data.orders["customer_id"] + c
+        ),
+        events=data.events.assign(
+            event_id=data.events["event_id"] + offsets["event"],
+            session_id=data.events["session_id"] + offsets["session"],
+            customer_id=data.events["customer_id"] + c,
+        ),
+        reviews=data.reviews.assign(
+            review_id=data.reviews["review_id"] + offsets["review"],
+            order_id=data.reviews["order_id"] + o,
+            customer_id=data.reviews["customer_id"] + c,
+        ),
+        truth=data.truth.assign(customer_id=data.truth["customer_id"] + c),
+    )
+
+
+def generate_chunks(
+    cfg: DataSection, seed: int, chunk_customers: int = CHUNK_CUSTOMERS
+) -> Iterator[GeneratedData]:
+    """The history in chunks of `chunk_customers` customers, so memory stays bounded at any size.
+    Chunk k draws from its own stream (seed, k): the result does not depend on what else runs."""
+    offsets = dict.fromkeys(("customer", "order", "event", "session", "review"), 0)
+    for k, first in enumerate(range(0, cfg.n_customers, chunk_customers)):
+        part = cfg.model_copy(update={"n_customers": min(chunk_customers, cfg.n_customers - first)})
+        chunk = _shift_ids(_simulate_chunk(part, np.random.default_rng([seed, k])), offsets)
+        yield chunk
+        offsets = {
+            "customer": int(chunk.customers["customer_id"].max()),
+            "order": offsets["order"] + len(chunk.orders),
+            "event": offsets["event"] + len(chunk.events),
+            "review": offsets["review"] + len(chunk.reviews),
+            "session": int(chunk.events["session_id"].max()) if len(chunk.events) else offsets["session"],
+        }
+
+
+def generate(cfg: DataSection, seed: int) -> GeneratedData:
+    """The whole history in memory (for small datasets and tests); same rows as `generate_chunks`."""
+    chunks = list(generate_chunks(cfg, seed))
+    return GeneratedData(
+        **{
+            field: pd.concat([getattr(c, field) for c in chunks], ignore_index=True)
+            for field in ("customers", "orders", "events", "reviews", "truth")
+        }
+    )
+
+
+def write_tables(data: GeneratedData | Iterable[GeneratedData], raw_dir: Path) -> dict[str, int]:
+    """Write each table to `<raw_dir>/<table>.parquet`, chunk by chunk; returns row counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     raw_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name, frame in data.tables().items():
-        frame.to_parquet(raw_dir / f"{name}.parquet", index=False)
-        counts[name] = len(frame)
+    writers: dict[str, pq.ParquetWriter] = {}
+    counts: dict[str, int] = {}
+    try:
+        for chunk in [data] if isinstance(data, GeneratedData) else data:
+            for name, frame in chunk.tables().items():
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(raw_dir / f"{name}.parquet", table.schema)
+                writers[name].write_table(table.cast(writers[name].schema))
+                counts[name] = counts.get(name, 0) + len(frame)
+    finally:
+        for writer in writers.values():
+            writer.close()
     return counts

@@ -15,7 +15,7 @@ from custintel.data import versioning
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-GENERATOR_VERSION = 3  # bump when the generator's output changes for the same settings
+GENERATOR_VERSION = 4  # bump when the generator's output changes for the same settings
 VALIDATION_VERSION = 1  # bump when the schema or the checks change
 
 
@@ -26,14 +26,13 @@ def _fingerprint(settings: Settings) -> dict:
 
 def generate_and_version(settings: Settings) -> dict:
     """Generate the raw tables, `dvc add` and `dvc push` them. Returns counts and the data version."""
-    from custintel.data.generator import generate, write_tables
+    from custintel.data.generator import generate_chunks, write_tables
 
     paths = DataPaths(settings.data_dir)
     _configure(settings, paths)
     log.info("generating %d customers", settings.data.n_customers)
-    data = generate(settings.data, settings.base.seed)
     shutil.rmtree(paths.raw, ignore_errors=True)
-    counts = write_tables(data, paths.raw)
+    counts = write_tables(generate_chunks(settings.data, settings.base.seed), paths.raw)
     version = versioning.track_and_push(paths.dvc_repo)
     versioning.write_fingerprint(paths.dvc_repo, _fingerprint(settings))
     log.info("versioned raw data %s: %s", version, counts)

@@ -1,0 +1,46 @@
+"""Generator throughput: customers/s and rows/s (orders + events + reviews) writing parquet, and
+peak memory, for N customers; median of several runs.
+
+    python benchmarks/generator_throughput.py --customers 100000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from custintel.config import load_settings
+from custintel.data.generator import generate_chunks, write_tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    cfg = load_settings(args.params).data.model_copy(update={"n_customers": args.customers})
+    seconds, counts = [], {}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            counts = write_tables(generate_chunks(cfg, seed=run), Path(tmp))
+            seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    rows = counts["orders"] + counts["events"] + counts["reviews"]
+    print(json.dumps({
+        "customers": args.customers, "runs": args.runs, "median_s": round(median, 2),
+        "customers_per_s": round(args.customers / median), "events_per_s": round(counts["events"] / median),
+        "rows_per_s": round(rows / median), "rows": counts,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
