@@ -25,6 +25,8 @@ DAY_S = 86_400.0
 NEVER_S = 1e12  # a scenario start far beyond any history: "no scenario"
 NEW_CUSTOMER = 3  # index of the new-customer archetype
 CHUNK_CUSTOMERS = 50_000  # customers simulated and written at a time
+EVENT_TYPES = ("view", "add_to_cart", "checkout")  # in the order they happen within a session
+EVENT_OFFSET_S = np.array([0.0, 300.0, 600.0])  # seconds after the session start
 DISCOUNT_PROB = 0.2  # share of orders with a discount
 DISCOUNT_RANGE = (0.05, 0.3)  # discount fraction, uniform
 MEAN_PAID_FRACTION = 1 - DISCOUNT_PROB * sum(DISCOUNT_RANGE) / 2  # E[amount] / E[gross]
@@ -177,11 +179,10 @@ def _simulate_events(cust: pd.DataFrame, rng, t1: float) -> pd.DataFrame:
     views = rng.integers(1, 6, n_sess)
     carted = rng.uniform(0, 1, n_sess) < 0.45
     checkout = carted & (rng.uniform(0, 1, n_sess) > cust["_cart_abandon"].to_numpy()[owner])
-    kinds = [("view", views), ("add_to_cart", carted.astype(int)), ("checkout", checkout.astype(int))]
-    sess_idx = np.concatenate([np.repeat(np.arange(n_sess), k) for _, k in kinds])
-    etype = np.concatenate([np.full(k.sum(), name) for name, k in kinds])
-    offset = {"view": 0.0, "add_to_cart": 300.0, "checkout": 600.0}
-    ts = start[sess_idx] + np.vectorize(offset.get)(etype) + rng.uniform(0, 120, len(sess_idx))
+    counts = (views, carted.astype(int), checkout.astype(int))  # per session, in EVENT_TYPES order
+    sess_idx = np.concatenate([np.repeat(np.arange(n_sess), k) for k in counts])
+    code = np.concatenate([np.full(k.sum(), i, dtype=np.int8) for i, k in enumerate(counts)])
+    ts = start[sess_idx] + EVENT_OFFSET_S[code] + rng.uniform(0, 120, len(sess_idx))
     order = np.lexsort((ts, sess_idx))
     return pd.DataFrame(
         {
@@ -189,7 +190,7 @@ def _simulate_events(cust: pd.DataFrame, rng, t1: float) -> pd.DataFrame:
             "session_id": (sess_idx[order] + 1).astype(np.int64),
             "customer_id": cust["customer_id"].to_numpy()[owner][sess_idx[order]],
             "event_ts": _to_ts(ts[order]),
-            "event_type": etype[order],
+            "event_type": pd.Categorical.from_codes(code[order], categories=EVENT_TYPES),
         }
     )
 

@@ -15,7 +15,7 @@ from custintel.data import versioning
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-GENERATOR_VERSION = 4  # bump when the generator's output changes for the same settings
+GENERATOR_VERSION = 5  # bump when the generator's output changes for the same settings
 VALIDATION_VERSION = 1  # bump when the schema or the checks change
 
 
