@@ -71,16 +71,35 @@ def _data_version(settings) -> str:
 
 @app.command()
 def generate(
-    n_customers: Annotated[int | None, typer.Option(help="Override data.n_customers.", min=10)] = None,
+    n_customers: Annotated[int | None, typer.Option(help="Override data.n_customers.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override base.seed.")] = None,
+    scenario: Annotated[str | None, typer.Option(help="Override data.scenario (e.g. churn_wave).")] = None,
+    scenario_start: Annotated[str | None, typer.Option(
+        help="Override data.scenario_start (YYYY-MM-DD).")] = None,
 ) -> None:
-    """Generate the synthetic raw tables and version them with DVC (add + push)."""
-    settings = _settings()
-    if n_customers is not None:
-        settings = settings.model_copy(update={"data": settings.data.model_copy(
-            update={"n_customers": n_customers})})
+    """Generate the synthetic raw tables and version them with DVC (add + push).
+
+    Overrides make an ad-hoc data version; `ingest`/`retrain` follow params.yaml and regenerate
+    when it differs, so put a scenario you want to retrain on into params.yaml."""
+    from custintel.config import settings_from_dict
     from custintel.steps.ingest import generate_and_version
 
-    _print(generate_and_version(settings))
+    settings = _settings()
+    raw = settings.model_dump(mode="json")
+    overrides = {"n_customers": n_customers, "scenario": scenario, "scenario_start": scenario_start}
+    raw["data"].update({k: v for k, v in overrides.items() if v is not None})
+    if seed is not None:
+        raw["base"]["seed"] = seed
+    _print(generate_and_version(settings_from_dict(raw, "command-line options + params.yaml")))
+
+
+@app.command()
+def validate() -> None:
+    """Schema-check the raw tables into clean/ and quarantine/ and print the counts."""
+    from custintel.steps.ingest import validate as run
+
+    settings = _settings()
+    _print(run(settings, _data_version(settings)))
 
 
 @app.command()

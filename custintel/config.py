@@ -40,6 +40,8 @@ class DataSection(_Section):
     scenario: Literal["none", "price_inflation", "new_customer_surge", "churn_wave", "category_shift",
                       "broken_feed"] = Field("none", description="Drift scenario (custintel.data.scenarios).")
     scenario_start: date | None = Field(None, description="The scenario applies from this date on.")
+    max_bad_fraction: float = Field(0.05, ge=0, le=1,
+                                    description="Stop when a table quarantines more than this share.")
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataSection:

@@ -65,3 +65,22 @@ def test_missing_column_is_one_clear_error(raw_dir, tmp_path):
     reviews.drop(columns=["rating"]).to_parquet(raw_dir / "reviews.parquet")
     with pytest.raises(UserError, match=r"'reviews' lacks column\(s\) \['rating'\]"):
         validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+
+
+def test_too_many_bad_rows_stop_the_run(tiny_settings):
+    from custintel.config import settings_from_dict
+    from custintel.paths import DataPaths
+    from custintel.steps.ingest import validate
+
+    paths = DataPaths(tiny_settings.data_dir)
+    write_tables(generate(tiny_settings.data, seed=5), paths.raw)
+    orders = pd.read_parquet(paths.raw / "orders.parquet")
+    orders.loc[orders.index[: len(orders) // 10], "amount"] = -1.0  # 10% bad
+    orders.to_parquet(paths.raw / "orders.parquet")
+    with pytest.raises(UserError, match=r"orders 10\.0%.*data\.max_bad_fraction"):
+        validate(tiny_settings, "v1")
+    assert not (paths.clean / "validation.json").exists()  # a failed validation is not cached
+    raw = tiny_settings.model_dump(mode="json")
+    raw["data"]["max_bad_fraction"] = 0.2
+    report = validate(settings_from_dict(raw), "v1")
+    assert report["tables"]["orders"]["quarantined"] == len(orders) // 10

@@ -12,6 +12,7 @@ import shutil
 
 from custintel.config import Settings
 from custintel.data import versioning
+from custintel.errors import UserError
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -80,5 +81,12 @@ def validate(settings: Settings, data_version: str) -> dict:
             log.warning("quarantined %d of %d %s rows (%s); see %s", info["quarantined"], info["rows"], name,
                         info["top_reasons"], paths.quarantine / f"{name}.parquet")
     report = {"data_version": data_version, "code": VALIDATION_VERSION, "tables": tables}
+    too_bad = {name: info["quarantined"] / max(info["rows"], 1) for name, info in tables.items()
+               if info["quarantined"] > settings.data.max_bad_fraction * info["rows"]}
+    if too_bad:
+        shares = ", ".join(f"{name} {share:.1%}" for name, share in too_bad.items())
+        raise UserError(f"Validation quarantined too many rows ({shares}; data.max_bad_fraction is "
+                        f"{settings.data.max_bad_fraction:.1%}). Inspect {paths.quarantine} and fix the "
+                        "source, or raise data.max_bad_fraction in params.yaml.")
     report_file.write_text(json.dumps(report, indent=2))
     return report
