@@ -53,3 +53,12 @@ def test_chunked_generation_keeps_ids_unique_and_keys_consistent(tiny_settings, 
     end = datetime.combine(tiny_settings.data.end_date, datetime.min.time(), tzinfo=UTC)
     report = validate_raw(tmp_path / "raw", tmp_path / "clean", tmp_path / "q", end)
     assert all(t["quarantined"] == 0 for t in report.values())  # foreign keys hold across chunks
+
+
+def test_no_event_after_the_end_of_history(tiny_settings):
+    # enough customers that some session starts minutes before the end (validation caught this)
+    cfg = tiny_settings.data.model_copy(update={"n_customers": 20000})
+    end = pd.Timestamp(cfg.end_date, tz="UTC")
+    data = generate(cfg, seed=42)
+    for table, column in (("orders", "order_ts"), ("events", "event_ts"), ("reviews", "review_ts")):
+        assert (getattr(data, table)[column] <= end).all(), table

@@ -184,6 +184,7 @@ def _simulate_events(cust: pd.DataFrame, rng, t1: float) -> pd.DataFrame:
     code = np.concatenate([np.full(k.sum(), i, dtype=np.int8) for i, k in enumerate(counts)])
     ts = start[sess_idx] + EVENT_OFFSET_S[code] + rng.uniform(0, 120, len(sess_idx))
     order = np.lexsort((ts, sess_idx))
+    order = order[ts[order] < t1]  # a session that starts just before the end is cut off there
     return pd.DataFrame(
         {
             "event_id": np.arange(1, len(order) + 1, dtype=np.int64),
