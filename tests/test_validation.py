@@ -49,6 +49,18 @@ def test_bad_rows_are_quarantined_with_reasons(raw_dir, tmp_path):
         assert expected in reasons
 
 
+def test_unreadable_values_are_quarantined_not_crashing(raw_dir, tmp_path):
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    orders = orders.astype({"amount": str, "order_id": "float64"})  # e.g. read from a CSV
+    orders.loc[0, "amount"] = "twelve"
+    orders.loc[1, "order_id"] = 1.5
+    orders.to_parquet(raw_dir / "orders.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)["orders"]
+    assert report["quarantined"] == 2
+    reasons = pd.read_parquet(tmp_path / "q" / "orders.parquet")["quarantine_reason"].tolist()
+    assert reasons == ["amount: not a valid float", "order_id: not a valid int"]
+
+
 def test_orphans_of_quarantined_parents_are_quarantined_too(raw_dir, tmp_path):
     customers = pd.read_parquet(raw_dir / "customers.parquet")
     customers.loc[0, "signup_ts"] = pd.Timestamp("2031-01-01", tz="UTC")

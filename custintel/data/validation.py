@@ -16,45 +16,37 @@ from custintel.data.schema import ID_COLUMN, SCHEMAS, Column, TableSchema
 from custintel.errors import UserError
 
 
-def _kind_ok(series: pd.Series, col: Column) -> pd.Series:
-    """True where the value can be read as the column's kind (nulls are judged separately)."""
+def _coerce_column(series: pd.Series, col: Column) -> pd.Series:
+    """The column as its kind; values that cannot be read as it become null."""
     if col.kind in ("int", "float"):
         num = pd.to_numeric(series, errors="coerce")
-        ok = num.notna() | series.isna()
-        if col.kind == "int":
-            ok &= num.isna() | (num == np.floor(num))
-        return ok
+        if col.kind == "float":
+            return num.astype("float64")
+        return num.where(num == np.floor(num)).astype("Int64")  # 1.5 is not an id
     if col.kind == "timestamp":
-        return pd.to_datetime(series, utc=True, errors="coerce").notna() | series.isna()
-    return pd.Series(True, index=series.index)
+        return pd.to_datetime(series, utc=True, errors="coerce")
+    return series
 
 
 def _coerce(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    out = frame.copy()
-    for col in schema.columns:
-        if col.kind == "int":
-            out[col.name] = pd.to_numeric(out[col.name], errors="coerce").astype("Int64")
-        elif col.kind == "float":
-            out[col.name] = pd.to_numeric(out[col.name], errors="coerce").astype("float64")
-        elif col.kind == "timestamp":
-            out[col.name] = pd.to_datetime(out[col.name], utc=True, errors="coerce")
-    return out
+    return frame.assign(**{col.name: _coerce_column(frame[col.name], col) for col in schema.columns})
 
 
 def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
                    known_ids: dict[str, pd.Series]) -> pd.Series:
     """Per row, a '; '-joined list of what is wrong with it ('' for a good row)."""
-    reasons = pd.Series("", index=frame.index, dtype=object)
+    flags: list[tuple[np.ndarray, str]] = []
 
     def flag(mask: pd.Series, reason: str) -> None:
-        mask = mask.fillna(False).astype(bool)
-        reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + reason
+        mask = mask.fillna(False).to_numpy(dtype=bool)
+        if mask.any():
+            flags.append((mask, reason))
 
+    coerced = _coerce(frame, schema)
     for col in schema.columns:
-        raw = frame[col.name]
-        bad_kind = ~_kind_ok(raw, col)
+        values = coerced[col.name]
+        bad_kind = frame[col.name].notna() & values.isna()
         flag(bad_kind, f"{col.name}: not a valid {col.kind}")
-        values = _coerce(frame[[col.name]], TableSchema(schema.name, (col,)))[col.name]
         if not col.nullable:
             flag(values.isna() & ~bad_kind, f"{col.name}: missing")
         if col.min is not None:
@@ -63,7 +55,6 @@ def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
             flag(values > col.max, f"{col.name}: above {col.max}")
         if col.allowed is not None:
             flag(values.notna() & ~values.isin(col.allowed), f"{col.name}: not one of {list(col.allowed)}")
-    coerced = _coerce(frame, schema)
     if schema.timestamp:
         flag(coerced[schema.timestamp] > pd.Timestamp(end), f"{schema.timestamp}: after the end of history")
     if schema.unique:
@@ -73,7 +64,16 @@ def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
         if table in known_ids:
             flag(coerced[column].notna() & ~coerced[column].isin(known_ids[table]),
                  f"{column}: unknown in {table}")
-    return reasons
+    # Strings are built for the bad rows only: most rows are good, and object columns are slow.
+    reasons = np.full(len(frame), "", dtype=object)
+    if flags:
+        bad = np.flatnonzero(np.logical_or.reduce([mask for mask, _ in flags]))
+        texts = np.full(len(bad), "", dtype=object)
+        for mask, reason in flags:
+            hit = mask[bad]
+            texts[hit] = np.where(texts[hit] == "", reason, texts[hit] + "; " + reason)
+        reasons[bad] = texts
+    return pd.Series(reasons, index=frame.index, dtype=object)
 
 
 def validate_raw(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, end: datetime) -> dict:
