@@ -93,6 +93,15 @@ def generate(
     _print(generate_and_version(settings_from_dict(raw, "command-line options + params.yaml")))
 
 
+@app.command("data-versions")
+def data_versions() -> None:
+    """List the catalogued raw-data versions (pin one with versioning.revision in params.yaml)."""
+    from custintel.data.catalogue import list_versions
+    from custintel.paths import DataPaths
+
+    _print({"versions": list_versions(DataPaths(_settings().data_dir).dvc_repo)})
+
+
 @app.command()
 def validate() -> None:
     """Schema-check the raw tables into clean/ and quarantine/ and print the counts."""

@@ -57,6 +57,7 @@ class DataSection(_Section):
 
 class VersioningSection(_Section):
     remote_url: str | None = Field(None, description="DVC remote; None = <data_dir>/dvc-remote.")
+    revision: str | None = Field(None, description="Pin a catalogued data version (hash or unique prefix).")
 
 
 class FeaturesSection(_Section):

@@ -7,14 +7,12 @@ The data version is the DVC hash of the raw directory, recorded in every run's m
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import yaml
 
 REMOTE_NAME = "storage"
-FINGERPRINT_FILE = "generator.json"
 
 
 def _repo(root: Path):
@@ -72,11 +70,3 @@ def pull(root: Path, target: str = "raw") -> str:
         raise FileNotFoundError(f"{root / (target + '.dvc')} is missing: nothing is versioned yet")
     return version
 
-
-def read_fingerprint(root: Path) -> dict | None:
-    path = root / FINGERPRINT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def write_fingerprint(root: Path, fingerprint: dict) -> None:
-    (root / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str))

@@ -1,7 +1,8 @@
-"""Ingest: make sure the configured dataset is versioned in DVC, then `dvc pull` it.
+"""Ingest: make sure the configured dataset is versioned in DVC, `dvc pull` it, validate it.
 
-The generator runs only when no raw data is versioned yet or the generator settings changed
-(fingerprint); otherwise the versioned data is reused.
+With `versioning.revision` set, that catalogued version is checked out. Otherwise the version
+the current generator settings produced before is reused, and the generator runs only when
+there is none.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import shutil
 
 from custintel.config import Settings
-from custintel.data import versioning
+from custintel.data import catalogue, versioning
 from custintel.errors import UserError
 from custintel.paths import DataPaths
 
@@ -20,9 +21,10 @@ GENERATOR_VERSION = 6  # bump when the generator's output changes for the same s
 VALIDATION_VERSION = 1  # bump when the schema or the checks change
 
 
-def _fingerprint(settings: Settings) -> dict:
-    return {"data": settings.data.model_dump(mode="json"), "seed": settings.base.seed,
-            "generator_version": GENERATOR_VERSION}
+def _origin(settings: Settings) -> dict:
+    """What produces the generated data; equal origins give identical data."""
+    data = settings.data.model_dump(mode="json", exclude={"max_bad_fraction"})
+    return {"generator": data, "seed": settings.base.seed, "generator_version": GENERATOR_VERSION}
 
 
 def generate_and_version(settings: Settings) -> dict:
@@ -34,8 +36,8 @@ def generate_and_version(settings: Settings) -> dict:
     log.info("generating %d customers", settings.data.n_customers)
     shutil.rmtree(paths.raw, ignore_errors=True)
     counts = write_tables(generate_chunks(settings.data, settings.base.seed), paths.raw)
-    version = versioning.track_and_push(paths.dvc_repo)
-    versioning.write_fingerprint(paths.dvc_repo, _fingerprint(settings))
+    versioning.track_and_push(paths.dvc_repo)
+    version = catalogue.record(paths.dvc_repo, _origin(settings), counts)
     log.info("versioned raw data %s: %s", version, counts)
     return {"data_version": version, "counts": counts}
 
@@ -45,16 +47,19 @@ def _configure(settings: Settings, paths: DataPaths) -> None:
 
 
 def ingest(settings: Settings) -> dict:
-    """Ensure versioned raw data for these settings exists, then pull it; returns its data version."""
+    """Check out (or generate) the data version these settings ask for, pull it and validate it."""
     paths = DataPaths(settings.data_dir)
     _configure(settings, paths)
-    current = versioning.data_version(paths.dvc_repo)
-    generated = current is None or versioning.read_fingerprint(paths.dvc_repo) != _fingerprint(settings)
+    root = paths.dvc_repo
+    pinned = settings.versioning.revision
+    wanted = catalogue.resolve(root, pinned) if pinned else catalogue.find_by_origin(root, _origin(settings))
+    generated = wanted is None
     if generated:
         generate_and_version(settings)
+        version = versioning.pull(root)
     else:
-        log.info("raw data %s is up to date; reusing it", current)
-    version = versioning.pull(paths.dvc_repo)
+        log.info("using catalogued raw data %s%s", wanted, " (pinned)" if pinned else "")
+        version = catalogue.checkout(root, wanted)
     validation = validate(settings, version)
     result = {"data_version": version, "generated": generated, "raw_dir": str(paths.raw),
               "clean_dir": str(paths.clean), "quarantine_dir": str(paths.quarantine),
