@@ -1,4 +1,5 @@
-"""Evaluate: the trained model and a simple RFM rule on the time-based holdout -> metrics.json."""
+"""Evaluate: the trained model, the baselines (RFM rule, LightGBM) and, on generated data, the
+ground-truth oracle on the same time-based holdout rows -> metrics.json."""
 
 from __future__ import annotations
 
@@ -10,11 +11,6 @@ from custintel.config import Settings
 from custintel.features.schema import CHURN_LABEL, ENTITY_KEY, TIMESTAMP, VALUE_LABEL
 from custintel.paths import DataPaths
 from custintel.runs import read_json, write_json
-
-
-def rfm_rule(holdout: pd.DataFrame, horizon_days: int) -> tuple[pd.Series, pd.Series]:
-    """Baseline: churn risk rises with recency; spend = last 90 days' spend scaled to the horizon."""
-    return holdout["recency_days"].rank(pct=True), holdout["spend_90d"] * horizon_days / 90.0
 
 
 def oracle_metrics(holdout: pd.DataFrame, ground_truth_file: Path) -> dict | None:
@@ -33,17 +29,24 @@ def oracle_metrics(holdout: pd.DataFrame, ground_truth_file: Path) -> dict | Non
 
 
 def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
+    from custintel.features.schema import FEATURE_NAMES
+    from training.baselines import lightgbm_baseline, rfm_rule
     from training.metrics import holdout_metrics
     from training.predictor import Predictor
 
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    train, val = pd.read_parquet(run_dir / "train.parquet"), pd.read_parquet(run_dir / "val.parquet")
     predictor = Predictor.load(run_dir / "model")
-    churn_prob, spend = predictor.predict_arrays(holdout)
-    rule_churn, rule_spend = rfm_rule(holdout, settings.features.horizon_days)
+
+    def score(churn_prob, spend) -> dict:
+        return holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL], churn_prob, spend)
+
     metrics = {
-        "model": holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL], churn_prob, spend),
-        "baselines": {"rfm_rule": holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL],
-                                                  rule_churn, rule_spend)},
+        "model": score(*predictor.predict_arrays(holdout)),
+        "baselines": {
+            "lightgbm": score(*lightgbm_baseline(train, val, holdout, FEATURE_NAMES, settings.base.seed)),
+            "rfm_rule": score(*rfm_rule(holdout, settings.features.horizon_days)),
+        },
         "oracle": oracle_metrics(holdout, DataPaths(settings.data_dir).ground_truth_file),
         "holdout_snapshot": pd.Timestamp(holdout[TIMESTAMP].iloc[0]).isoformat(),
         "data_version": data_version,

@@ -60,6 +60,7 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
                       epochs, settings)
     predictor.save(run_dir / "model", extra={"data_version": data_version, "feature_service": FEATURE_SERVICE,
                                              "params": best.params, "epochs": epochs})
-    split.holdout.to_parquet(run_dir / "holdout.parquet", index=False)
+    for name in ("train", "val", "holdout"):  # evaluation scores the baselines on the same split
+        getattr(split, name).to_parquet(run_dir / f"{name}.parquet", index=False)
     return {"run_dir": str(run_dir), "best_params": best.params, "best_val_score": study.best_value,
             "epochs": epochs}
