@@ -102,7 +102,7 @@ class DriftSection(_Section):
 
 class PromoteSection(_Section):
     metric: Literal["churn_auc", "value_spearman", "neg_value_mae"] = "churn_auc"
-    min_improvement: float = Field(0.0, description="Margin a challenger must win by.")
+    min_improvement: float = Field(0.0, description="A challenger must win by more than this.")
 
 
 class ServeSection(_Section):

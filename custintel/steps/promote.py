@@ -56,8 +56,9 @@ def promote(settings: Settings, run_dir: Path, tag: str) -> dict:
     else:
         champ = _score_on(champion, pd.read_parquet(run_dir / "holdout.parquet"))
         delta, margin = challenger[metric] - champ[metric], settings.promote.min_improvement
-        decision.update(champion_value=champ[metric], delta=delta, promoted=delta >= margin,
-                        reason=f"{metric} delta {delta:+.4f} vs required {margin:+.4f}")
+        # strictly better: a tie keeps the champion
+        decision.update(champion_value=champ[metric], delta=delta, promoted=delta > margin,
+                        reason=f"{metric} delta {delta:+.4f} vs required more than {margin:+.4f}")
     if decision["promoted"]:
         registry.set_champion(paths, tag, decision["reason"])
         decision["alert_sent"] = send_alert(
