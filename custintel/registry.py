@@ -39,12 +39,6 @@ def model_path(tag: str) -> Path:
             from None
 
 
-def model_metadata(tag: str) -> dict:
-    import bentoml
-
-    return dict(bentoml.models.get(tag).info.metadata)
-
-
 def _pointer(paths: DataPaths) -> Path:
     return paths.registry / "champion.json"
 

@@ -30,16 +30,19 @@ def _index_file(paths: DataPaths) -> Path:
     return paths.runs / "index.json"
 
 
+def _read_index(paths: DataPaths) -> dict[str, str]:
+    return json.loads(_index_file(paths).read_text()) if _index_file(paths).is_file() else {}
+
+
 def find_run(paths: DataPaths, key: str) -> str | None:
-    index = json.loads(_index_file(paths).read_text()) if _index_file(paths).is_file() else {}
-    run_id = index.get(key)
+    run_id = _read_index(paths).get(key)
     if run_id and (paths.run_dir(run_id) / "metrics.json").is_file():
         return run_id
     return None
 
 
 def record_run(paths: DataPaths, key: str, run_id: str) -> None:
-    index = json.loads(_index_file(paths).read_text()) if _index_file(paths).is_file() else {}
+    index = _read_index(paths)
     index[key] = run_id
     paths.runs.mkdir(parents=True, exist_ok=True)
     _index_file(paths).write_text(json.dumps(index, indent=2))
