@@ -93,13 +93,57 @@ def generate(
     _print(generate_and_version(settings_from_dict(raw, "command-line options + params.yaml")))
 
 
+@app.command("import")
+def import_log(
+    path: Annotated[str | None, typer.Argument(
+        help="Log file (CSV, whitespace-separated text, parquet) or package:<package>/<file>; "
+             "default source.path.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="auto, csv, whitespace or parquet.")] = None,
+    customer_id: Annotated[str | None, typer.Option(help="Column holding the customer id.")] = None,
+    timestamp: Annotated[str | None, typer.Option(help="Column holding the transaction time.")] = None,
+    amount: Annotated[str | None, typer.Option(help="Column holding the amount paid.")] = None,
+    quantity: Annotated[str | None, typer.Option(help="Column holding the quantity (optional).")] = None,
+    product: Annotated[str | None, typer.Option(help="Column holding the product (optional).")] = None,
+    category: Annotated[str | None, typer.Option(help="Column holding the category (optional).")] = None,
+    timestamp_format: Annotated[str | None, typer.Option(help="strptime format, e.g. %Y%m%d.")] = None,
+) -> None:
+    """Import a transaction log, version it with DVC (add + push) and validate it.
+
+    Options override the `source` section of params.yaml. To train on the log, put the same
+    settings into that section (kind: file), or pin the printed version with versioning.revision."""
+    from custintel.config import settings_from_dict
+    from custintel.steps.ingest import import_and_version
+    from custintel.steps.ingest import validate as run_validation
+
+    raw = _settings().model_dump(mode="json")
+    source = raw["source"]
+    source.update({k: v for k, v in {"kind": "file", "path": path, "format": fmt,
+                                     "timestamp_format": timestamp_format}.items() if v is not None})
+    columns = {"customer_id": customer_id, "timestamp": timestamp, "amount": amount, "quantity": quantity,
+               "product": product, "category": category}
+    source["columns"].update({k: v for k, v in columns.items() if v is not None})
+    settings = settings_from_dict(raw, "command-line options + params.yaml")
+    result = import_and_version(settings)
+    result["validation"] = run_validation(settings, result["data_version"])
+    _print(result)
+
+
 @app.command("data-versions")
-def data_versions() -> None:
+def data_versions(
+    tag: Annotated[str | None, typer.Option(help="Name a version (usable as versioning.revision).")] = None,
+    version: Annotated[str | None, typer.Option(
+        help="Version (or unique prefix, or tag) to name with --tag; default the current one.")] = None,
+) -> None:
     """List the catalogued raw-data versions (pin one with versioning.revision in params.yaml)."""
-    from custintel.data.catalogue import list_versions
+    from custintel.data import catalogue
     from custintel.paths import DataPaths
 
-    _print({"versions": list_versions(DataPaths(_settings().data_dir).dvc_repo)})
+    root = DataPaths(_settings().data_dir).dvc_repo
+    if tag is not None:
+        catalogue.add_tag(root, tag, version)
+    elif version is not None:
+        raise UserError("--version names the version to tag: pass --tag NAME with it.")
+    _print({"versions": catalogue.list_versions(root)})
 
 
 @app.command()

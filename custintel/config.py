@@ -55,9 +55,37 @@ class DataSection(_Section):
         return self
 
 
+class ColumnMapping(_Section):
+    """Which column of an imported transaction log holds each field (None = the log lacks it)."""
+
+    customer_id: str = Field("customer_id", description="Customer id column (integers, or any text).")
+    timestamp: str = Field("timestamp", description="Transaction time or date column.")
+    amount: str = Field("amount", description="Amount paid column.")
+    quantity: str | None = Field(None, description="Items bought, if the log has it.")
+    product: str | None = Field(None, description="Product id or name, if the log has it.")
+    category: str | None = Field(None, description="Product category, if the log has it.")
+
+
+class SourceSection(_Section):
+    kind: Literal["generator", "file"] = Field("generator", description="Generate data, or import a log.")
+    path: str | None = Field(None, description="Log to import: a file path, or package:<package>/<file> "
+                                               "for a file shipped inside an installed Python package.")
+    format: Literal["auto", "csv", "whitespace", "parquet"] = Field(
+        "auto", description="auto: by extension (.csv, .parquet/.pq; anything else whitespace-separated).")
+    columns: ColumnMapping = ColumnMapping()
+    timestamp_format: str | None = Field(None, description="strptime format, e.g. %Y%m%d; None = inferred.")
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> SourceSection:
+        if self.kind == "file" and not self.path:
+            raise ValueError("source.path is required when source.kind is 'file' (e.g. "
+                             "package:lifetimes/datasets/CDNOW_master.txt or a path to your CSV/parquet log)")
+        return self
+
+
 class VersioningSection(_Section):
     remote_url: str | None = Field(None, description="DVC remote; None = <data_dir>/dvc-remote.")
-    revision: str | None = Field(None, description="Pin a catalogued data version (hash or unique prefix).")
+    revision: str | None = Field(None, description="Pin a catalogued data version (tag, hash or prefix).")
 
 
 class FeaturesSection(_Section):
@@ -120,6 +148,7 @@ class Settings(_Section):
     base: BaseSection = BaseSection()
     paths: PathsSection = PathsSection()
     data: DataSection = DataSection()
+    source: SourceSection = SourceSection()
     versioning: VersioningSection = VersioningSection()
     features: FeaturesSection = FeaturesSection()
     train: TrainSection = TrainSection()

@@ -39,12 +39,17 @@ def open_store(settings: Settings):
 
 
 def apply_definitions(store, settings: Settings) -> list[str]:
-    """`feast apply` of the objects in feature_repo/definitions.py; returns their names."""
+    """`feast apply` of the objects in feature_repo/definitions.py for the feature groups the
+    current data has; views of groups it lacks (e.g. after switching to an imported log) are
+    deleted so nothing serves stale features. Returns the applied objects' names."""
+    from custintel.steps.features import built_groups
     from feature_repo.definitions import build_definitions
 
     objects = build_definitions(str(DataPaths(settings.data_dir).features_file),
-                                settings.features.horizon_days)
-    store.apply(objects)
+                                settings.features.horizon_days, built_groups(settings))
+    names = {obj.name for obj in objects}
+    stale = [view for view in store.list_feature_views() if view.name not in names]
+    store.apply(objects, objects_to_delete=stale, partial=not stale)
     return [obj.name for obj in objects]
 
 
@@ -61,6 +66,12 @@ def feature_service(store):
     from feature_repo.definitions import FEATURE_SERVICE
 
     return store.get_feature_service(FEATURE_SERVICE)
+
+
+def service_feature_names(store) -> list[str]:
+    """The features the model's feature service serves now, in its order."""
+    return [field.name for projection in feature_service(store).feature_view_projections
+            for field in projection.features]
 
 
 def training_set(store, entity_df: pd.DataFrame) -> pd.DataFrame:

@@ -30,8 +30,14 @@ class OnlineScorer:
         tag = model_tag or registry.champion_tag(DataPaths(settings.data_dir))
         if tag is None:
             raise UserError("No champion model yet: run `custintel retrain` before serving.")
-        return cls(store=feature_store.open_store(settings),
-                   predictor=Predictor.load(registry.model_path(tag)), model_tag=tag)
+        store, predictor = feature_store.open_store(settings), Predictor.load(registry.model_path(tag))
+        served = feature_store.service_feature_names(store)
+        lacking = [name for name in predictor.feature_names if name not in served]
+        if lacking:
+            raise UserError(f"Model {tag} needs features {lacking} that the feature service no longer serves "
+                            f"(it serves {served}); the data changed under the model. Retrain with "
+                            "`custintel retrain`, or roll back to a model trained on this data.")
+        return cls(store=store, predictor=predictor, model_tag=tag)
 
     def predict(self, customer_ids: list[int]) -> dict:
         names = self.predictor.feature_names

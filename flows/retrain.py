@@ -94,7 +94,7 @@ def _retrain(settings: Settings, force: bool, logger) -> dict:
     decision = register_and_promote(settings, run_dir)
     summary = {
         "run_id": run_id, "reused_run": reused, "data_version": version,
-        "data_generated": data["generated"], "features_reused": features["reused"],
+        "data_created": data["created"], "features_reused": features["reused"],
         "materialized_until": feast["materialized_until"], "metrics": metrics["model"],
         "baselines": metrics["baselines"], "drift_share": drift_summary["drifted_share"],
         "drift_alert": drift_summary["alert"], "promotion": decision,

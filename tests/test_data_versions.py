@@ -33,9 +33,9 @@ def _train_and_evaluate(settings, run_id: str) -> tuple[dict, dict]:
 
 def test_switching_back_to_a_version_reproduces_its_metrics(tmp_path):
     first, metrics = _train_and_evaluate(_settings(tmp_path, seed=1), "first")
-    assert first["generated"]
+    assert first["created"]
     other = ingest(_settings(tmp_path, seed=2))
-    assert other["generated"] and other["data_version"] != first["data_version"]
+    assert other["created"] and other["data_version"] != first["data_version"]
     root = DataPaths(_settings(tmp_path, seed=1).data_dir).dvc_repo
     versions = list_versions(root)
     assert [v["version"] for v in versions] == [first["data_version"], other["data_version"]]
@@ -44,12 +44,12 @@ def test_switching_back_to_a_version_reproduces_its_metrics(tmp_path):
 
     pinned = _settings(tmp_path, seed=1, revision=first["data_version"][:10])
     again, metrics_again = _train_and_evaluate(pinned, "again")
-    assert not again["generated"] and again["data_version"] == first["data_version"]
+    assert not again["created"] and again["data_version"] == first["data_version"]
     assert metrics_again["model"] == metrics["model"]
     assert metrics_again["data_version"] == first["data_version"]
 
     # unpinned, the seed-2 settings find their catalogued version instead of generating again
-    assert not ingest(_settings(tmp_path, seed=2))["generated"]
+    assert not ingest(_settings(tmp_path, seed=2))["created"]
 
 
 def test_unknown_revision_is_a_clear_error(tmp_path):

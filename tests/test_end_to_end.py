@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 def test_first_run_trains_evaluates_reports_and_promotes(trained):
     params, summary = trained
     paths = DataPaths(load_settings(params).data_dir)
-    assert summary["data_generated"] and not summary["reused_run"]
+    assert summary["data_created"] and not summary["reused_run"]
     assert summary["metrics"]["churn_auc"] > 0.6  # recency alone separates churners on this data
     assert summary["metrics"]["value_mae"] > 0 and -1 <= summary["metrics"]["value_spearman"] <= 1
     assert "rfm_rule" in summary["baselines"]
@@ -77,7 +77,7 @@ def test_second_run_pulls_versioned_data_and_reuses_the_run(trained):
     shutil.rmtree(paths.dvc_repo / ".dvc" / "cache")
     second = _retrain(params)
     assert second["data_version"] == first["data_version"]
-    assert not second["data_generated"] and second["features_reused"] and second["reused_run"]
+    assert not second["data_created"] and second["features_reused"] and second["reused_run"]
     assert second["run_id"] == first["run_id"]
     assert not second["promotion"]["promoted"]
     assert (paths.raw / "orders.parquet").is_file()

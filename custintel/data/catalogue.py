@@ -8,6 +8,7 @@ kept under versioned/versions/, with what produced it, so any version can be che
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +32,9 @@ def record(root: Path, origin: dict, counts: dict[str, int]) -> str:
     (root / POINTERS).mkdir(exist_ok=True)
     shutil.copy2(root / "raw.dvc", root / POINTERS / f"{version}.dvc")
     entries = [e for e in _load(root) if e["version"] != version]
+    tags = next((e.get("tags", []) for e in _load(root) if e["version"] == version), [])
     entries.append({"version": version, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "origin": origin, "counts": counts})
+                    "origin": origin, "counts": counts, "tags": tags})
     (root / CATALOGUE).write_text(json.dumps(entries, indent=2, default=str))
     return version
 
@@ -49,12 +51,34 @@ def find_by_origin(root: Path, origin: dict) -> str | None:
     return matches[-1] if matches else None
 
 
+def add_tag(root: Path, tag: str, revision: str | None = None) -> str:
+    """Name a catalogued version (default: the current one); a tag names one version at a time,
+    so tagging another version moves it. Returns the tagged version."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", tag) or re.fullmatch(r"[0-9a-f]+", tag):
+        raise UserError(f"Tag {tag!r} is not usable: use letters, digits, dots, dashes or underscores, "
+                        "and not a hex string (it would read as a version hash).")
+    version = resolve(root, revision) if revision else versioning.data_version(root)
+    entries = _load(root)
+    if version is None or version not in {e["version"] for e in entries}:
+        raise UserError("No catalogued data version to tag yet: run `custintel ingest` first.")
+    for entry in entries:
+        tags = [t for t in entry.get("tags", []) if t != tag]
+        entry["tags"] = [*tags, tag] if entry["version"] == version else tags
+    (root / CATALOGUE).write_text(json.dumps(entries, indent=2, default=str))
+    return version
+
+
 def resolve(root: Path, revision: str) -> str:
-    """A full version from a version or a unique prefix of one."""
-    known = [e["version"] for e in _load(root)]
+    """A full version from a tag, a version or a unique prefix of one."""
+    entries = _load(root)
+    tagged = [e["version"] for e in entries if revision in e.get("tags", [])]
+    if tagged:
+        return tagged[0]
+    known = [e["version"] for e in entries]
     hits = [v for v in known if v.startswith(revision)]
     if len(hits) != 1:
-        listing = ", ".join(v[:12] for v in known) or "none yet"
+        listing = ", ".join(v[:12] + "".join(f" ({t})" for t in e.get("tags", []))
+                            for v, e in zip(known, entries, strict=True)) or "none yet"
         what = "matches no" if not hits else "is ambiguous among the"
         raise UserError(f"versioning.revision {revision!r} {what} catalogued data versions ({listing}); "
                         "run `custintel data-versions` and use one of them.")
@@ -62,6 +86,8 @@ def resolve(root: Path, revision: str) -> str:
 
 
 def checkout(root: Path, version: str) -> str:
-    """Point raw.dvc at a catalogued version and `dvc pull` it into the working copy."""
+    """Point raw.dvc at a catalogued version and `dvc pull` it into the working copy (emptied first,
+    so no table of another version, e.g. events next to an imported log, lingers)."""
     shutil.copy2(root / POINTERS / f"{version}.dvc", root / "raw.dvc")
+    shutil.rmtree(root / "raw", ignore_errors=True)
     return versioning.pull(root)

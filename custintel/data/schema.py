@@ -52,5 +52,13 @@ REVIEWS = TableSchema("reviews", (
     Column("text", "str", nullable=True),
 ), unique="review_id", foreign_keys={"customer_id": "customers", "order_id": "orders"}, timestamp="review_ts")
 
-SCHEMAS: dict[str, TableSchema] = {s.name: s for s in (CUSTOMERS, ORDERS, EVENTS, REVIEWS)}
+# An imported log: one row per purchase line; customers and orders are derived from its clean rows.
+TRANSACTIONS = TableSchema("transactions", (
+    Column("customer_id", "int", min=0), Column("timestamp", "timestamp"), Column("amount", "float", min=0.0),
+    Column("quantity", "int", min=1, nullable=True), Column("product", "str", nullable=True),
+    Column("category", "str", nullable=True),
+), timestamp="timestamp")
+
+SCHEMAS: dict[str, TableSchema] = {s.name: s for s in (CUSTOMERS, ORDERS, EVENTS, REVIEWS, TRANSACTIONS)}
+REQUIRED = (("customers", "orders"), ("transactions",))  # a dataset holds all tables of one of these
 ID_COLUMN = {"customers": "customer_id", "orders": "order_id"}

@@ -1,7 +1,10 @@
 """Validate raw tables against the declared schema. Bad rows are quarantined with their reasons,
 never silently dropped: every input row ends up either in the clean table or in quarantine.
 
-    clean, report = validate_raw(raw_dir, clean_dir, quarantine_dir, end)
+    report = validate_raw(raw_dir, clean_dir, quarantine_dir, end)
+
+Tables a dataset lacks (an imported log has no events or reviews) are skipped, and clean/ and
+quarantine/ are emptied first so no table of another data version lingers there.
 """
 
 from __future__ import annotations
@@ -12,28 +15,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from custintel.data.schema import ID_COLUMN, SCHEMAS, Column, TableSchema
+from custintel.data.schema import ID_COLUMN, REQUIRED, SCHEMAS, Column, TableSchema
 from custintel.errors import UserError
 
 
-def _coerce_column(series: pd.Series, col: Column) -> pd.Series:
-    """The column as its kind; values that cannot be read as it become null."""
+def _coerce_column(series: pd.Series, col: Column, fmt: str | None = None) -> pd.Series:
+    """The column as its kind (timestamps by `fmt` when given); values that cannot be read become null."""
     if col.kind in ("int", "float"):
         num = pd.to_numeric(series, errors="coerce")
         if col.kind == "float":
             return num.astype("float64")
         return num.where(num == np.floor(num)).astype("Int64")  # 1.5 is not an id
     if col.kind == "timestamp":
+        if fmt is not None:
+            return pd.to_datetime(series.astype("string"), format=fmt, utc=True, errors="coerce")
         return pd.to_datetime(series, utc=True, errors="coerce")
     return series
 
 
-def _coerce(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    return frame.assign(**{col.name: _coerce_column(frame[col.name], col) for col in schema.columns})
+def _coerce(frame: pd.DataFrame, schema: TableSchema, formats: dict[str, str] | None = None) -> pd.DataFrame:
+    formats = formats or {}
+    return frame.assign(**{
+        col.name: _coerce_column(frame[col.name], col, formats.get(f"{schema.name}.{col.name}"))
+        for col in schema.columns})
 
 
 def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
-                   known_ids: dict[str, pd.Series]) -> pd.Series:
+                   known_ids: dict[str, pd.Series], formats: dict[str, str] | None = None) -> pd.Series:
     """Per row, a '; '-joined list of what is wrong with it ('' for a good row)."""
     flags: list[tuple[np.ndarray, str]] = []
 
@@ -42,11 +50,12 @@ def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
         if mask.any():
             flags.append((mask, reason))
 
-    coerced = _coerce(frame, schema)
+    coerced = _coerce(frame, schema, formats)
     for col in schema.columns:
         values = coerced[col.name]
         bad_kind = frame[col.name].notna() & values.isna()
-        flag(bad_kind, f"{col.name}: not a valid {col.kind}")
+        fmt = (formats or {}).get(f"{schema.name}.{col.name}")
+        flag(bad_kind, f"{col.name}: not a valid {col.kind}" + (f" in format {fmt}" if fmt else ""))
         if not col.nullable:
             flag(values.isna() & ~bad_kind, f"{col.name}: missing")
         if col.min is not None:
@@ -76,32 +85,44 @@ def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
     return pd.Series(reasons, index=frame.index, dtype=object)
 
 
-def validate_raw(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, end: datetime) -> dict:
-    """Validate every table of `raw_dir` (parents before children so foreign keys see clean ids)."""
-    clean_dir.mkdir(parents=True, exist_ok=True)
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
+def present_tables(raw_dir: Path) -> list[str]:
+    """The declared tables `raw_dir` holds, in validation order; it must hold one REQUIRED set."""
+    present = [name for name in SCHEMAS if (raw_dir / f"{name}.parquet").is_file()]
+    if not any(set(needed) <= set(present) for needed in REQUIRED):
+        wanted = " or ".join("+".join(needed) for needed in REQUIRED)
+        raise UserError(f"{raw_dir} holds tables {present or 'none'}, but needs {wanted}. "
+                        "Re-run `custintel ingest` (or `custintel import` for a transaction log).")
+    return present
+
+
+def validate_raw(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, end: datetime,
+                 formats: dict[str, str] | None = None) -> dict:
+    """Validate every table of `raw_dir` (parents before children so foreign keys see clean ids).
+    `formats` maps 'table.column' to a strptime format for text timestamps."""
+    tables = present_tables(raw_dir)
+    for directory in (clean_dir, quarantine_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.parquet"):
+            stale.unlink()
     known_ids: dict[str, pd.Series] = {}
     report: dict[str, dict] = {}
-    for name, schema in SCHEMAS.items():
+    for name in tables:
+        schema = SCHEMAS[name]
         path = raw_dir / f"{name}.parquet"
-        if not path.is_file():
-            raise UserError(f"Raw table {name!r} is missing: expected {path}. Re-run `custintel ingest`.")
         frame = pd.read_parquet(path)
         missing = [c for c in schema.column_names if c not in frame.columns]
         if missing:
             raise UserError(f"Raw table {name!r} lacks column(s) {missing}; it has {list(frame.columns)}. "
                             "Fix the export or the column mapping.")
-        reasons = table_problems(frame, schema, end, known_ids)
+        reasons = table_problems(frame, schema, end, known_ids, formats)
         bad = reasons != ""
-        clean = _coerce(frame[~bad], schema).reset_index(drop=True)
+        clean = _coerce(frame[~bad], schema, formats).reset_index(drop=True)
         clean.to_parquet(clean_dir / f"{name}.parquet", index=False)
         quarantined = frame[bad].assign(quarantine_reason=reasons[bad]).reset_index(drop=True)
         quarantine_file = quarantine_dir / f"{name}.parquet"
         if len(quarantined):
             quarantined.astype({c: str for c in quarantined.columns if quarantined[c].dtype == object}
                                ).to_parquet(quarantine_file, index=False)
-        else:
-            quarantine_file.unlink(missing_ok=True)
         if name in ID_COLUMN:
             known_ids[name] = clean[ID_COLUMN[name]]
         report[name] = {"rows": len(frame), "clean": len(clean), "quarantined": int(bad.sum()),

@@ -13,13 +13,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from custintel.features.schema import CHURN_LABEL, ENTITY_KEY, FEATURE_NAMES, TIMESTAMP, VALUE_LABEL
+from custintel.features.schema import (
+    CHURN_LABEL,
+    ENGAGEMENT,
+    ENTITY_KEY,
+    GROUPS,
+    PURCHASE,
+    REVIEWS,
+    TIMESTAMP,
+    VALUE_LABEL,
+    FeatureGroup,
+    feature_names,
+    groups_for_tables,
+)
 
-_FEATURES_SQL = f"""
-WITH cs AS (
+_CUSTOMER_SNAPSHOTS = """
+cs AS (
     SELECT c.customer_id, c.signup_ts, s.snapshot_ts
     FROM customers c JOIN snaps s ON c.signup_ts < s.snapshot_ts
-),
+)"""
+
+# Per feature group: its CTE (one row per customer and snapshot with activity), how it joins
+# onto the customer snapshots, and its select list (zeros where the customer had no activity).
+_GROUP_SQL: dict[str, tuple[str, str, str]] = {
+    PURCHASE.name: ("""
 o AS (
     SELECT cs.customer_id, cs.snapshot_ts,
         count(o.order_id) AS frequency,
@@ -30,7 +47,14 @@ o AS (
     FROM cs LEFT JOIN orders o
       ON o.customer_id = cs.customer_id AND o.order_ts < cs.snapshot_ts
     GROUP BY cs.customer_id, cs.snapshot_ts
-),
+)""", "JOIN o USING (customer_id, snapshot_ts)", """
+    date_diff('second', coalesce(o.last_order_ts, cs.signup_ts), cs.snapshot_ts) / 86400.0 AS recency_days,
+    o.frequency::DOUBLE AS frequency,
+    o.monetary_mean::DOUBLE AS monetary_mean,
+    o.spend_90d::DOUBLE AS spend_90d,
+    o.orders_90d::DOUBLE AS orders_90d,
+    date_diff('second', cs.signup_ts, cs.snapshot_ts) / 86400.0 AS tenure_days"""),
+    ENGAGEMENT.name: ("""
 e AS (
     SELECT cs.customer_id, cs.snapshot_ts,
         count(DISTINCT e.session_id) AS sessions_30d,
@@ -39,29 +63,27 @@ e AS (
       ON e.customer_id = cs.customer_id
      AND e.event_ts < cs.snapshot_ts AND e.event_ts >= cs.snapshot_ts - INTERVAL 30 DAY
     GROUP BY cs.customer_id, cs.snapshot_ts
-),
+)""", "LEFT JOIN e USING (customer_id, snapshot_ts)", """
+    coalesce(e.sessions_30d, 0)::DOUBLE AS sessions_30d,
+    coalesce(e.cart_adds_30d, 0)::DOUBLE AS cart_adds_30d"""),
+    REVIEWS.name: ("""
 r AS (
     SELECT cs.customer_id, cs.snapshot_ts, count(*) AS review_count, avg(r.rating) AS mean_rating
     FROM cs JOIN reviews r ON r.customer_id = cs.customer_id AND r.review_ts < cs.snapshot_ts
     GROUP BY cs.customer_id, cs.snapshot_ts
-)
-SELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},
-    date_diff('second', coalesce(o.last_order_ts, cs.signup_ts), cs.snapshot_ts) / 86400.0 AS recency_days,
-    o.frequency::DOUBLE AS frequency,
-    o.monetary_mean::DOUBLE AS monetary_mean,
-    o.spend_90d::DOUBLE AS spend_90d,
-    o.orders_90d::DOUBLE AS orders_90d,
-    date_diff('second', cs.signup_ts, cs.snapshot_ts) / 86400.0 AS tenure_days,
-    coalesce(e.sessions_30d, 0)::DOUBLE AS sessions_30d,
-    coalesce(e.cart_adds_30d, 0)::DOUBLE AS cart_adds_30d,
+)""", "LEFT JOIN r USING (customer_id, snapshot_ts)", """
     coalesce(r.review_count, 0)::DOUBLE AS review_count,
-    coalesce(r.mean_rating, 0)::DOUBLE AS mean_rating
-FROM cs
-JOIN o USING (customer_id, snapshot_ts)
-LEFT JOIN e USING (customer_id, snapshot_ts)
-LEFT JOIN r USING (customer_id, snapshot_ts)
-ORDER BY {TIMESTAMP}, {ENTITY_KEY}
-"""
+    coalesce(r.mean_rating, 0)::DOUBLE AS mean_rating"""),
+}
+
+
+def _features_sql(groups: list[FeatureGroup]) -> str:
+    ctes = ",".join([_CUSTOMER_SNAPSHOTS, *(_GROUP_SQL[g.name][0] for g in groups)])
+    selects = ",".join(_GROUP_SQL[g.name][2] for g in groups)
+    joins = "\n".join(_GROUP_SQL[g.name][1] for g in groups)
+    return (f"WITH {ctes}\nSELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},{selects}\n"
+            f"FROM cs\n{joins}\nORDER BY {TIMESTAMP}, {ENTITY_KEY}")
+
 
 _LABELS_SQL = f"""
 SELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},
@@ -76,12 +98,18 @@ ORDER BY {TIMESTAMP}, {ENTITY_KEY}
 """
 
 
+def available_tables(raw_dir: Path) -> list[str]:
+    """The tables of the feature groups that `raw_dir` holds."""
+    wanted = dict.fromkeys(t for group in GROUPS for t in group.tables)
+    return [table for table in wanted if (raw_dir / f"{table}.parquet").is_file()]
+
+
 def _connect(raw_dir: Path, snapshots: list[datetime]):
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for table in ("customers", "orders", "events", "reviews"):
+    for table in available_tables(raw_dir):
         path = raw_dir / f"{table}.parquet"
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path.as_posix()}')")
     snaps = pd.DataFrame({"snapshot_ts": pd.to_datetime(snapshots, utc=True)})
@@ -95,11 +123,17 @@ def _utc_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def compute_features(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
-    """One row per (customer signed up before the snapshot, snapshot) with FEATURE_NAMES."""
+def compute_features(raw_dir: Path, snapshots: list[datetime],
+                     groups: list[FeatureGroup] | None = None) -> pd.DataFrame:
+    """One row per (customer signed up before the snapshot, snapshot) with the features of `groups`
+    (default: every group whose tables `raw_dir` holds)."""
+    groups = groups_for_tables(available_tables(raw_dir)) if groups is None else groups
+    lacking = [g.name for g in groups if not set(g.tables) <= set(available_tables(raw_dir))]
+    if lacking or PURCHASE not in groups:
+        raise ValueError(f"{raw_dir} lacks the tables of feature groups {lacking or [PURCHASE.name]}")
     con = _connect(raw_dir, snapshots)
-    frame = _utc_frame(con.execute(_FEATURES_SQL).df())
-    return frame[[ENTITY_KEY, TIMESTAMP, *FEATURE_NAMES]]
+    frame = _utc_frame(con.execute(_features_sql(groups)).df())
+    return frame[[ENTITY_KEY, TIMESTAMP, *feature_names(groups)]]
 
 
 def compute_labels(raw_dir: Path, snapshots: list[datetime], horizon_days: int,

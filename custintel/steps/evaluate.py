@@ -29,7 +29,6 @@ def oracle_metrics(holdout: pd.DataFrame, ground_truth_file: Path) -> dict | Non
 
 
 def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
-    from custintel.features.schema import FEATURE_NAMES
     from training.baselines import lightgbm_baseline, rfm_rule
     from training.metrics import holdout_metrics
     from training.predictor import Predictor
@@ -44,7 +43,8 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
     metrics = {
         "model": score(*predictor.predict_arrays(holdout)),
         "baselines": {
-            "lightgbm": score(*lightgbm_baseline(train, val, holdout, FEATURE_NAMES, settings.base.seed)),
+            "lightgbm": score(*lightgbm_baseline(train, val, holdout, predictor.feature_names,
+                                                  settings.base.seed)),
             "rfm_rule": score(*rfm_rule(holdout, settings.features.horizon_days)),
         },
         "oracle": oracle_metrics(holdout, DataPaths(settings.data_dir).ground_truth_file),

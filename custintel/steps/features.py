@@ -8,11 +8,13 @@ import logging
 import pandas as pd
 
 from custintel.config import Settings
-from custintel.features.point_in_time import compute_features, compute_labels
+from custintel.errors import UserError
+from custintel.features.point_in_time import available_tables, compute_features, compute_labels
+from custintel.features.schema import FeatureGroup, groups_by_name, groups_for_tables
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-FEATURES_CODE_VERSION = 3  # bump when feature code changes its output for the same data
+FEATURES_CODE_VERSION = 4  # bump when feature code changes its output for the same data
 
 
 def build_features(settings: Settings, data_version: str, force: bool = False) -> dict:
@@ -28,17 +30,27 @@ def build_features(settings: Settings, data_version: str, force: bool = False) -
             log.info("features for data %s are up to date; reusing them", data_version)
             return {**meta, "reused": True}
     snapshots = settings.snapshot_dates()
-    features = compute_features(paths.clean, snapshots)
+    groups = groups_for_tables(available_tables(paths.clean))
+    features = compute_features(paths.clean, snapshots, groups)
     labels = compute_labels(paths.clean, snapshots, settings.features.horizon_days, snapshots[-1])
     paths.offline.mkdir(parents=True, exist_ok=True)
     features.to_parquet(paths.features_file, index=False)
     labels.to_parquet(paths.labels_file, index=False)
     _write_ground_truth(settings, paths)
-    meta = {"key": key, "feature_rows": len(features), "label_rows": len(labels),
+    meta = {"key": key, "feature_groups": [g.name for g in groups],
+            "features": list(features.columns[2:]), "feature_rows": len(features), "label_rows": len(labels),
             "snapshots": len(snapshots), "features_file": str(paths.features_file)}
     meta_file.write_text(json.dumps(meta, indent=2))
     log.info("wrote %d feature rows and %d label rows", len(features), len(labels))
     return {**meta, "reused": False}
+
+
+def built_groups(settings: Settings) -> list[FeatureGroup]:
+    """The feature groups of the features last built (those the data has tables for)."""
+    meta_file = DataPaths(settings.data_dir).offline / "features.json"
+    if not meta_file.is_file():
+        raise UserError(f"{meta_file} is missing: run `custintel features` first.")
+    return groups_by_name(json.loads(meta_file.read_text())["feature_groups"])
 
 
 def _write_ground_truth(settings: Settings, paths: DataPaths) -> None:

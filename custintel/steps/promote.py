@@ -11,7 +11,7 @@ import pandas as pd
 from custintel import registry
 from custintel.alerts import send_alert
 from custintel.config import Settings
-from custintel.features.schema import CHURN_LABEL, FEATURE_NAMES, VALUE_LABEL
+from custintel.features.schema import CHURN_LABEL, VALUE_LABEL
 from custintel.paths import DataPaths
 from custintel.runs import read_json, write_json
 
@@ -28,7 +28,7 @@ def register(settings: Settings, run_dir: Path) -> str:
     tag = registry.save_to_store(run_dir / "model", {
         "run_id": run_dir.name, "data_version": metrics["data_version"], "metrics": metrics["model"],
         "holdout_snapshot": metrics["holdout_snapshot"], "feature_service": spec["feature_service"],
-        "features": FEATURE_NAMES, "params": spec["params"],
+        "features": spec["scaler"]["feature_names"], "params": spec["params"],
     })
     write_json(record, {"tag": tag})
     return tag

@@ -9,7 +9,7 @@ import pandas as pd
 
 from custintel.config import Settings
 from custintel.errors import UserError
-from custintel.features.schema import FEATURE_NAMES
+from custintel.features.schema import feature_names
 from custintel.paths import DataPaths
 from custintel.runs import training_key, write_json
 
@@ -31,6 +31,7 @@ def load_training_set(settings: Settings) -> pd.DataFrame:
 def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
     import optuna
 
+    from custintel.steps.features import built_groups
     from feature_repo.definitions import FEATURE_SERVICE
     from training.datamodule import time_split
     from training.fit import refit
@@ -38,6 +39,7 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
     from training.tune import run_study
 
     paths = DataPaths(settings.data_dir)
+    names = feature_names(built_groups(settings))
     split = time_split(load_training_set(settings), settings.features.horizon_days)
     write_json(run_dir / "split.json", split.describe())
     storage = settings.train.tuning.storage or f"sqlite:///{paths.optuna_db}"
@@ -45,7 +47,7 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
     study_name = f"custintel-{training_key(settings, data_version)}"
     log.info("tuning: %d trials on %d train / %d val rows (%s)", settings.train.tuning.n_trials,
              len(split.train), len(split.val), resolve_accelerator(settings.train))
-    study = run_study(split.train, split.val, FEATURE_NAMES, settings, storage, study_name)
+    study = run_study(split.train, split.val, names, settings, storage, study_name)
     best = study.best_trial
     epochs = int(best.user_attrs.get("epochs", settings.train.max_epochs))
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
@@ -56,7 +58,7 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
                                          "pruned": sum(t.state == optuna.trial.TrialState.PRUNED
                                                        for t in study.trials)})
     log.info("refitting best trial #%d (%s) for %d epochs", best.number, best.params, epochs)
-    predictor = refit(pd.concat([split.train, split.val], ignore_index=True), FEATURE_NAMES, best.params,
+    predictor = refit(pd.concat([split.train, split.val], ignore_index=True), names, best.params,
                       epochs, settings)
     predictor.save(run_dir / "model", extra={"data_version": data_version, "feature_service": FEATURE_SERVICE,
                                              "params": best.params, "epochs": epochs})
