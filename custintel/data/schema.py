@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "int", "float", "str", "timestamp"
+    kind: str  # "int", "float", "str", "bool", "timestamp"
     nullable: bool = False
     min: float | None = None
     max: float | None = None
@@ -21,7 +21,9 @@ class TableSchema:
     columns: tuple[Column, ...]
     unique: str | None = None  # id column that must be unique
     foreign_keys: dict[str, str] = field(default_factory=dict)  # column -> referenced table (its id)
-    timestamp: str | None = None  # must not lie after the end of history
+    timestamp: str | None = None  # must not lie after the end of history (null is allowed if nullable)
+    set_when: dict[str, str] = field(default_factory=dict)  # nullable column -> bool column: set iff true
+    optional: bool = False  # may be absent (data versions from before the table existed): then skipped
 
     @property
     def column_names(self) -> list[str]:
@@ -40,6 +42,21 @@ ORDERS = TableSchema("orders", (
     Column("category", "str", nullable=True), Column("n_items", "int", min=1, nullable=True),
 ), unique="order_id", foreign_keys={"customer_id": "customers"}, timestamp="order_ts")
 
+PRODUCTS = TableSchema("products", (
+    Column("product_id", "int", min=1), Column("category", "str"), Column("price", "float", min=0.0),
+    Column("name", "str", nullable=True),
+), unique="product_id", optional=True)
+
+# An order's lines: sum(quantity * unit_price * (1 - discount)) is the order's amount. A returned
+# line keeps counting in orders.amount (spend is gross of returns); return_ts is null unless returned.
+ORDER_LINES = TableSchema("order_lines", (
+    Column("line_id", "int", min=1), Column("order_id", "int", min=1), Column("product_id", "int", min=1),
+    Column("quantity", "int", min=1), Column("unit_price", "float", min=0.0),
+    Column("discount", "float", min=0.0, max=1.0), Column("returned", "bool"),
+    Column("return_ts", "timestamp", nullable=True),
+), unique="line_id", foreign_keys={"order_id": "orders", "product_id": "products"}, timestamp="return_ts",
+   set_when={"return_ts": "returned"}, optional=True)
+
 EVENTS = TableSchema("events", (
     Column("event_id", "int", min=1), Column("session_id", "int", min=1), Column("customer_id", "int", min=1),
     Column("event_ts", "timestamp"),
@@ -52,5 +69,8 @@ REVIEWS = TableSchema("reviews", (
     Column("text", "str", nullable=True),
 ), unique="review_id", foreign_keys={"customer_id": "customers", "order_id": "orders"}, timestamp="review_ts")
 
-SCHEMAS: dict[str, TableSchema] = {s.name: s for s in (CUSTOMERS, ORDERS, EVENTS, REVIEWS)}
-ID_COLUMN = {"customers": "customer_id", "orders": "order_id"}
+# Parents before children: validation checks foreign keys against the clean ids of earlier tables.
+SCHEMAS: dict[str, TableSchema] = {
+    s.name: s for s in (CUSTOMERS, PRODUCTS, ORDERS, ORDER_LINES, EVENTS, REVIEWS)
+}
+ID_COLUMN = {"customers": "customer_id", "products": "product_id", "orders": "order_id"}

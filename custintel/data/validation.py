@@ -15,9 +15,23 @@ import pandas as pd
 from custintel.data.schema import ID_COLUMN, SCHEMAS, Column, TableSchema
 from custintel.errors import UserError
 
+_BOOLS = {True: True, False: False, "true": True, "false": False, "True": True, "False": False}
+
+
+def _read_bool(value):
+    """True or False (also 1 / 0 and "true" / "false"), else None."""
+    try:
+        return _BOOLS.get(value)
+    except TypeError:  # unhashable
+        return None
+
 
 def _coerce_column(series: pd.Series, col: Column) -> pd.Series:
     """The column as its kind; values that cannot be read as it become null."""
+    if col.kind == "bool":
+        if pd.api.types.is_bool_dtype(series):
+            return series
+        return series.map(_read_bool).astype("boolean")
     if col.kind in ("int", "float"):
         num = pd.to_numeric(series, errors="coerce")
         if col.kind == "float":
@@ -55,6 +69,10 @@ def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
             flag(values > col.max, f"{col.name}: above {col.max}")
         if col.allowed is not None:
             flag(values.notna() & ~values.isin(col.allowed), f"{col.name}: not one of {list(col.allowed)}")
+    for column, flag_column in schema.set_when.items():
+        is_set, wanted = coerced[column].notna(), coerced[flag_column].fillna(False).astype(bool)
+        flag(wanted & ~is_set, f"{column}: missing though {flag_column}")
+        flag(is_set & ~wanted, f"{column}: set though not {flag_column}")
     if schema.timestamp:
         flag(coerced[schema.timestamp] > pd.Timestamp(end), f"{schema.timestamp}: after the end of history")
     if schema.unique:
@@ -84,6 +102,8 @@ def validate_raw(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, end: date
     report: dict[str, dict] = {}
     for name, schema in SCHEMAS.items():
         path = raw_dir / f"{name}.parquet"
+        if not path.is_file() and schema.optional:
+            continue  # a data version from before the table existed
         if not path.is_file():
             raise UserError(f"Raw table {name!r} is missing: expected {path}. Re-run `custintel ingest`.")
         frame = pd.read_parquet(path)
