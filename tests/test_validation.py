@@ -96,3 +96,52 @@ def test_too_many_bad_rows_stop_the_run(tiny_settings):
     raw["data"]["max_bad_fraction"] = 0.2
     report = validate(settings_from_dict(raw), "v1")
     assert report["tables"]["orders"]["quarantined"] == len(orders) // 10
+
+
+def test_bad_order_lines_are_quarantined_with_reasons(raw_dir, tmp_path):
+    lines = pd.read_parquet(raw_dir / "order_lines.parquet")
+    good = lines[~lines["returned"]].iloc[0]
+    bad = pd.DataFrame([
+        {**good, "line_id": 10**9, "product_id": 10**7},                               # unknown product
+        {**good, "line_id": 10**9 + 1, "order_id": 10**8},                             # unknown order
+        {**good, "line_id": 10**9 + 2, "quantity": 0},                                 # no quantity
+        {**good, "line_id": 10**9 + 3, "discount": 1.5},                               # discount over 100%
+        {**good, "line_id": 10**9 + 4, "returned": True},                              # returned, no date
+        {**good, "line_id": 10**9 + 5, "return_ts": pd.Timestamp("2030-01-01", tz="UTC")},  # not returned
+    ])
+    pd.concat([lines, bad], ignore_index=True).to_parquet(raw_dir / "order_lines.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)["order_lines"]
+    assert report["rows"] == len(lines) + 6
+    assert report["quarantined"] == 6 and report["clean"] == len(lines)
+    quarantined = pd.read_parquet(tmp_path / "q" / "order_lines.parquet")
+    reasons = quarantined.set_index("line_id")["quarantine_reason"]
+    assert reasons[10**9] == "product_id: unknown in products"
+    assert reasons[10**9 + 1] == "order_id: unknown in orders"
+    assert reasons[10**9 + 2] == "quantity: below 1"
+    assert reasons[10**9 + 3] == "discount: above 1.0"
+    assert reasons[10**9 + 4] == "return_ts: missing though returned"
+    assert reasons[10**9 + 5] == "return_ts: set though not returned; return_ts: after the end of history"
+
+
+def test_lines_of_quarantined_orders_and_products_are_quarantined_too(raw_dir, tmp_path):
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    orders.loc[0, "amount"] = -1.0
+    orders.to_parquet(raw_dir / "orders.parquet")
+    products = pd.read_parquet(raw_dir / "products.parquet")
+    lines = pd.read_parquet(raw_dir / "order_lines.parquet")
+    product = lines["product_id"].iloc[-1]
+    products.loc[products["product_id"] == product, "price"] = -3.0
+    products.to_parquet(raw_dir / "products.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+    orphans = (lines["order_id"] == orders.loc[0, "order_id"]) | (lines["product_id"] == product)
+    assert report["products"]["quarantined"] == 1 and report["orders"]["quarantined"] == 1
+    assert report["order_lines"]["quarantined"] == orphans.sum() > 0
+    assert report["order_lines"]["clean"] + report["order_lines"]["quarantined"] == len(lines)
+
+
+def test_data_from_before_products_and_order_lines_still_validates(raw_dir, tmp_path):
+    (raw_dir / "products.parquet").unlink()
+    (raw_dir / "order_lines.parquet").unlink()
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+    assert set(report) == {"customers", "orders", "events", "reviews"}
+    assert all(t["quarantined"] == 0 for t in report.values())

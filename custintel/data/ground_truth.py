@@ -4,16 +4,20 @@ comes to the achievable.
 
 The oracle knows each customer's latent traits (purchase rate l, dropout hazard h, spend level)
 and whether the customer is still active at the snapshot, but not the future. While active,
-orders are Poisson(l); the remaining active time T has hazard h (times the scenario's multiplier
-after its start). Per day j of the horizon, with S_j = P(still active at the start of day j):
+orders are an inhomogeneous Poisson process with rate l x s(day), the weekly and seasonal
+multiplier of `custintel.data.seasonality`; the remaining active time T has hazard h (times the
+scenario's multiplier after its start). Per day j of the horizon, with l_j = l s_j, L_j = the sum
+of l_k over the days k < j, and S_j = P(still active at the start of day j):
 
-    P(no order in H) = sum_j S_j e^{-l j} h_j / (h_j + l) (1 - e^{-(h_j + l)}) + S_H e^{-l H}
-    E[spend in H]    = sum_j l f_j S_j (1 - e^{-h_j}) / h_j  x  exp(mu + sigma^2 / 2) x paid fraction
+    P(no order in H) = sum_j S_j e^{-L_j} h_j / (h_j + l_j) (1 - e^{-(h_j + l_j)}) + S_H e^{-L_H}
+    E[spend in H]    = sum_j l_j f_j S_j (1 - e^{-h_j}) / h_j  x  exp(mu + sigma^2 / 2) x paid fraction
 
-which is exact for hazards and price factors constant within a day (scenarios start at midnight),
-and for a constant hazard reduces to P = h/(h+l)(1 - e^{-(h+l)H}) + e^{-(h+l)H} and
+which is exact for rates, hazards and price factors constant within a day (snapshots and
+scenarios start at midnight UTC, and s changes only at midnight). Without seasonality (s = 1)
+and a constant hazard it reduces to P = h/(h+l)(1 - e^{-(h+l)H}) + e^{-(h+l)H} and
 E[orders] = l (1 - e^{-hH}) / h. A customer who has dropped out buys nothing. The broken-feed
 scenario corrupts the recorded amounts, not what customers spend, so its truth is unchanged.
+Spend is what orders.amount records: gross of returns (a returned line does not lower it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 
 from custintel.data.generator import MEAN_PAID_FRACTION
 from custintel.data.scenarios import SCENARIOS, Scenario
+from custintel.data.seasonality import daily_multiplier
 from custintel.features.schema import ENTITY_KEY, TIMESTAMP
 
 TRUE_CHURN = "true_churn_prob"
@@ -32,10 +37,13 @@ TRUE_SPEND = "true_expected_spend"
 
 
 def _daily_effects(snap: pd.Timestamp, horizon_days: int, scenario: Scenario,
-                   start: pd.Timestamp | None) -> tuple[np.ndarray, np.ndarray]:
+                   start: pd.Timestamp | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per day of the horizon: hazard multiplier, price factor and seasonal rate multiplier s_j."""
     day_starts = snap + pd.to_timedelta(np.arange(horizon_days), unit="D")
     after = (day_starts >= start) if start is not None else np.zeros(horizon_days, dtype=bool)
-    return (np.where(after, scenario.hazard_multiplier, 1.0), np.where(after, scenario.price_factor, 1.0))
+    season = daily_multiplier(day_starts.tz_convert(None).to_numpy().astype("datetime64[D]"))
+    return (np.where(after, scenario.hazard_multiplier, 1.0), np.where(after, scenario.price_factor, 1.0),
+            season)
 
 
 def true_scores(truth: pd.DataFrame, snapshots: list[datetime], horizon_days: int,
@@ -49,14 +57,15 @@ def true_scores(truth: pd.DataFrame, snapshots: list[datetime], horizon_days: in
     for snap in pd.to_datetime(snapshots, utc=True):
         rows = truth[truth["signup_ts"] < snap]
         active = (rows["dropout_ts"] > snap).to_numpy()
-        lam = rows["rate_per_day"].to_numpy()[:, None]
-        multiplier, price = _daily_effects(snap, horizon_days, spec, start)
-        haz = rows["hazard_per_day"].to_numpy()[:, None] * multiplier[None, :]  # (customers, days)
+        multiplier, price, season = _daily_effects(snap, horizon_days, spec, start)
+        lam = rows["rate_per_day"].to_numpy()[:, None] * season[None, :]  # l_j, (customers, days)
+        haz = rows["hazard_per_day"].to_numpy()[:, None] * multiplier[None, :]  # h_j
         cum = np.cumsum(haz, axis=1)
         survive = np.exp(-np.concatenate([np.zeros((len(rows), 1)), cum[:, :-1]], axis=1))  # S_j
-        day = np.arange(horizon_days)[None, :]
-        p_none = (survive * np.exp(-lam * day) * haz / (haz + lam) * (1 - np.exp(-(haz + lam)))).sum(axis=1)
-        p_none += np.exp(-cum[:, -1] - lam[:, 0] * horizon_days)
+        cum_lam = np.cumsum(lam, axis=1)
+        no_order = np.exp(-np.concatenate([np.zeros((len(rows), 1)), cum_lam[:, :-1]], axis=1))  # e^{-L_j}
+        p_none = (survive * no_order * haz / (haz + lam) * (1 - np.exp(-(haz + lam)))).sum(axis=1)
+        p_none += np.exp(-cum[:, -1] - cum_lam[:, -1])
         orders = (lam * price[None, :] * survive * (1 - np.exp(-haz)) / haz).sum(axis=1)
         order_value = np.exp(rows["spend_mu"] + rows["spend_sigma"] ** 2 / 2).to_numpy() * MEAN_PAID_FRACTION
         frames.append(pd.DataFrame({

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "int", "float", "str", "timestamp"
+    kind: str  # "int", "float", "str", "bool", "timestamp"
     nullable: bool = False
     min: float | None = None
     max: float | None = None
@@ -21,7 +21,8 @@ class TableSchema:
     columns: tuple[Column, ...]
     unique: str | None = None  # id column that must be unique
     foreign_keys: dict[str, str] = field(default_factory=dict)  # column -> referenced table (its id)
-    timestamp: str | None = None  # must not lie after the end of history
+    timestamp: str | None = None  # must not lie after the end of history (null is allowed if nullable)
+    set_when: dict[str, str] = field(default_factory=dict)  # nullable column -> bool column: set iff true
 
     @property
     def column_names(self) -> list[str]:
@@ -39,6 +40,21 @@ ORDERS = TableSchema("orders", (
     Column("amount", "float", min=0.0), Column("discount", "float", min=0.0, nullable=True),
     Column("category", "str", nullable=True), Column("n_items", "int", min=1, nullable=True),
 ), unique="order_id", foreign_keys={"customer_id": "customers"}, timestamp="order_ts")
+
+PRODUCTS = TableSchema("products", (
+    Column("product_id", "int", min=1), Column("category", "str"), Column("price", "float", min=0.0),
+    Column("name", "str", nullable=True),
+), unique="product_id")
+
+# An order's lines: sum(quantity * unit_price * (1 - discount)) is the order's amount. A returned
+# line keeps counting in orders.amount (spend is gross of returns); return_ts is null unless returned.
+ORDER_LINES = TableSchema("order_lines", (
+    Column("line_id", "int", min=1), Column("order_id", "int", min=1), Column("product_id", "int", min=1),
+    Column("quantity", "int", min=1), Column("unit_price", "float", min=0.0),
+    Column("discount", "float", min=0.0, max=1.0), Column("returned", "bool"),
+    Column("return_ts", "timestamp", nullable=True),
+), unique="line_id", foreign_keys={"order_id": "orders", "product_id": "products"}, timestamp="return_ts",
+   set_when={"return_ts": "returned"})
 
 EVENTS = TableSchema("events", (
     Column("event_id", "int", min=1), Column("session_id", "int", min=1), Column("customer_id", "int", min=1),
@@ -59,6 +75,9 @@ TRANSACTIONS = TableSchema("transactions", (
     Column("category", "str", nullable=True),
 ), timestamp="timestamp")
 
-SCHEMAS: dict[str, TableSchema] = {s.name: s for s in (CUSTOMERS, ORDERS, EVENTS, REVIEWS, TRANSACTIONS)}
+# Parents before children: validation checks foreign keys against the clean ids of earlier tables.
+SCHEMAS: dict[str, TableSchema] = {
+    s.name: s for s in (CUSTOMERS, PRODUCTS, ORDERS, ORDER_LINES, EVENTS, REVIEWS, TRANSACTIONS)
+}
 REQUIRED = (("customers", "orders"), ("transactions",))  # a dataset holds all tables of one of these
-ID_COLUMN = {"customers": "customer_id", "orders": "order_id"}
+ID_COLUMN = {"customers": "customer_id", "products": "product_id", "orders": "order_id"}

@@ -18,9 +18,23 @@ import pandas as pd
 from custintel.data.schema import ID_COLUMN, REQUIRED, SCHEMAS, Column, TableSchema
 from custintel.errors import UserError
 
+_BOOLS = {True: True, False: False, "true": True, "false": False, "True": True, "False": False}
+
+
+def _read_bool(value):
+    """True or False (also 1 / 0 and "true" / "false"), else None."""
+    try:
+        return _BOOLS.get(value)
+    except TypeError:  # unhashable
+        return None
+
 
 def _coerce_column(series: pd.Series, col: Column, fmt: str | None = None) -> pd.Series:
     """The column as its kind (timestamps by `fmt` when given); values that cannot be read become null."""
+    if col.kind == "bool":
+        if pd.api.types.is_bool_dtype(series):
+            return series
+        return series.map(_read_bool).astype("boolean")
     if col.kind in ("int", "float"):
         num = pd.to_numeric(series, errors="coerce")
         if col.kind == "float":
@@ -64,6 +78,10 @@ def table_problems(frame: pd.DataFrame, schema: TableSchema, end: datetime,
             flag(values > col.max, f"{col.name}: above {col.max}")
         if col.allowed is not None:
             flag(values.notna() & ~values.isin(col.allowed), f"{col.name}: not one of {list(col.allowed)}")
+    for column, flag_column in schema.set_when.items():
+        is_set, wanted = coerced[column].notna(), coerced[flag_column].fillna(False).astype(bool)
+        flag(wanted & ~is_set, f"{column}: missing though {flag_column}")
+        flag(is_set & ~wanted, f"{column}: set though not {flag_column}")
     if schema.timestamp:
         flag(coerced[schema.timestamp] > pd.Timestamp(end), f"{schema.timestamp}: after the end of history")
     if schema.unique:

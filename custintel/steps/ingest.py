@@ -18,7 +18,7 @@ from custintel.errors import UserError
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-GENERATOR_VERSION = 6  # bump when the generator's output changes for the same settings
+GENERATOR_VERSION = 7  # bump when the generator's output changes for the same settings
 VALIDATION_VERSION = 2  # bump when the schema or the checks change
 IMPORTER_VERSION = 1  # bump when the importer's output changes for the same file and mapping
 MAX_SILENT_DAYS = 31  # an imported log must have transactions this close to data.end_date
