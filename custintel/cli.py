@@ -9,6 +9,7 @@ Heavy libraries are imported inside the commands so `--help` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,11 +27,13 @@ RunId = Annotated[str | None, typer.Option("--run-id", help="Run directory name 
 
 @app.callback()
 def _root(
-    params: Annotated[Path, typer.Option("--params", "-p", help="Path to params.yaml.")] = Path(
-        "params.yaml"),
+    params: Annotated[Path | None, typer.Option(
+        "--params", "-p", help="Params file (default: $CUSTINTEL_PARAMS, else params.yaml).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    _state.update(params=params, verbose=verbose)
+    from custintel.config import PARAMS_ENV
+
+    _state.update(params=params or Path(os.environ.get(PARAMS_ENV) or "params.yaml"), verbose=verbose)
 
 
 def _settings():

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ def test_help_imports_nothing_heavy():
 def test_every_step_has_a_subcommand():
     out = subprocess.run([sys.executable, "-m", "custintel.cli", "--help"], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
-    for command in ("generate", "ingest", "features", "feast-apply", "materialize", "train", "evaluate",
+    for command in ("generate", "import", "data-versions", "validate", "ingest", "features", "feast-apply",
+                    "materialize", "train", "evaluate",
                     "drift", "promote", "rollback", "serve", "predict", "retrain"):
         assert command in out
 
@@ -30,3 +32,13 @@ def test_bad_config_is_one_clear_error_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "features.horizon_days" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_params_file_can_come_from_the_environment(tmp_path):
+    bad = tmp_path / "from-env.yaml"
+    bad.write_text("source:\n  kind: file\n")
+    env = {**os.environ, "CUSTINTEL_PARAMS": str(bad)}
+    proc = subprocess.run([sys.executable, "-m", "custintel.cli", "ingest"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"{bad} is invalid" in proc.stderr and "source.path is required" in proc.stderr

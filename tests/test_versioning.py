@@ -49,5 +49,21 @@ def test_tags_name_versions_and_checkout_restores_exactly_that_version(tmp_path)
     assert sorted(p.name for p in (repo / "raw").iterdir()) == ["t.csv"]  # v2's extra file is gone
     assert (repo / "raw" / "t.csv").read_text() == "1\n"
     # recording the same data again keeps its tags
-    catalogue.record(repo, {"n": 1}, {"files": 1})
+    catalogue.record(repo, {"n": 1}, {"files": 1}, "ignored-for-known-versions")
     assert catalogue.resolve(repo, "baseline-2024") == v1
+
+
+def test_new_versions_get_a_unique_name(tmp_path):
+    from custintel.data import catalogue
+
+    repo = tmp_path / "versioned"
+    versioning.configure_remote(repo, str(tmp_path / "remote"))
+    _catalogued(repo, {"t.csv": "1\n"}, {"n": 1})
+    for text in ("2\n", "3\n"):
+        shutil.rmtree(repo / "raw")
+        (repo / "raw").mkdir()
+        (repo / "raw" / "t.csv").write_text(text)
+        versioning.track_and_push(repo)
+        catalogue.record(repo, {"n": text}, {}, "generated-none-n10-seed1")
+    assert [v["tags"] for v in catalogue.list_versions(repo)] == [
+        [], ["generated-none-n10-seed1"], ["generated-none-n10-seed1-2"]]

@@ -18,6 +18,19 @@ from custintel.errors import UserError
 
 CATALOGUE = "versions.json"
 POINTERS = "versions"
+# Not `.dvc`: DVC reads every *.dvc file of the repository as a stage, and two copies declaring the
+# same output make `dvc add` fail from the third version on.
+POINTER_SUFFIX = ".pointer"
+
+
+def _pointer(root: Path, version: str) -> Path:
+    return root / POINTERS / f"{version}{POINTER_SUFFIX}"
+
+
+def migrate(root: Path) -> None:
+    """Rename pointers written as *.dvc by earlier releases (call before any `dvc add`)."""
+    for legacy in (root / POINTERS).glob("*.dvc"):
+        legacy.rename(legacy.with_suffix(POINTER_SUFFIX))
 
 
 def _load(root: Path) -> list[dict]:
@@ -25,14 +38,19 @@ def _load(root: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def record(root: Path, origin: dict, counts: dict[str, int]) -> str:
-    """Catalogue the version `raw.dvc` points at now, with its origin (generator settings or import)."""
+def record(root: Path, origin: dict, counts: dict[str, int], name: str | None = None) -> str:
+    """Catalogue the version `raw.dvc` points at now, with its origin (generator settings or import).
+    A new version is also tagged `name` (with -2, -3... when another version holds that name)."""
     version = versioning.data_version(root)
     assert version is not None
     (root / POINTERS).mkdir(exist_ok=True)
-    shutil.copy2(root / "raw.dvc", root / POINTERS / f"{version}.dvc")
+    shutil.copy2(root / "raw.dvc", _pointer(root, version))
     entries = [e for e in _load(root) if e["version"] != version]
-    tags = next((e.get("tags", []) for e in _load(root) if e["version"] == version), [])
+    known = next((e for e in _load(root) if e["version"] == version), None)
+    tags = known.get("tags", []) if known else []
+    if known is None and name:
+        taken = {t for e in entries for t in e.get("tags", [])}
+        tags = [next(n for n in (name, *(f"{name}-{k}" for k in range(2, 10_000))) if n not in taken)]
     entries.append({"version": version, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                     "origin": origin, "counts": counts, "tags": tags})
     (root / CATALOGUE).write_text(json.dumps(entries, indent=2, default=str))
@@ -88,6 +106,6 @@ def resolve(root: Path, revision: str) -> str:
 def checkout(root: Path, version: str) -> str:
     """Point raw.dvc at a catalogued version and `dvc pull` it into the working copy (emptied first,
     so no table of another version, e.g. events next to an imported log, lingers)."""
-    shutil.copy2(root / POINTERS / f"{version}.dvc", root / "raw.dvc")
+    shutil.copy2(_pointer(root, version), root / "raw.dvc")
     shutil.rmtree(root / "raw", ignore_errors=True)
     return versioning.pull(root)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
+from pathlib import Path
 
 from custintel.config import Settings
 from custintel.data import catalogue, versioning
@@ -44,7 +46,9 @@ def generate_and_version(settings: Settings) -> dict:
     shutil.rmtree(paths.raw, ignore_errors=True)
     counts = write_tables(generate_chunks(settings.data, settings.base.seed), paths.raw)
     versioning.track_and_push(paths.dvc_repo)
-    version = catalogue.record(paths.dvc_repo, _origin(settings), counts)
+    data = settings.data
+    name = f"generated-{data.scenario.replace('_', '-')}-n{data.n_customers}-seed{settings.base.seed}"
+    version = catalogue.record(paths.dvc_repo, _origin(settings), counts, name)
     log.info("versioned raw data %s: %s", version, counts)
     return {"data_version": version, "counts": counts}
 
@@ -59,12 +63,16 @@ def import_and_version(settings: Settings) -> dict:
     shutil.rmtree(paths.raw, ignore_errors=True)
     counts = write_import(settings.source, paths.raw)
     versioning.track_and_push(paths.dvc_repo)
-    version = catalogue.record(paths.dvc_repo, _origin(settings), counts)
+    origin = _origin(settings)
+    stem = Path(str(settings.source.path).rpartition("/")[2]).stem
+    name = f"import-{stem}-{origin['import']['sha256'][:8]}"
+    version = catalogue.record(paths.dvc_repo, origin, counts, re.sub(r"[^A-Za-z0-9._-]", "_", name))
     log.info("versioned imported data %s: %s", version, counts)
     return {"data_version": version, "counts": counts}
 
 
 def _configure(settings: Settings, paths: DataPaths) -> None:
+    catalogue.migrate(paths.dvc_repo)
     versioning.configure_remote(paths.dvc_repo, settings.versioning.remote_url or str(paths.dvc_remote))
 
 
