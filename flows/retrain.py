@@ -98,7 +98,8 @@ def _retrain(settings: Settings, force: bool, logger) -> dict:
         "materialized_until": feast["materialized_until"], "metrics": metrics["model"],
         "baselines": metrics["baselines"], "drift_share": drift_summary["drifted_share"],
         "drift_alert": drift_summary["alert"], "promotion": decision,
-        "reports": {"run_dir": str(run_dir), "metrics": str(run_dir / "metrics.json"),
+        "reports": {"run_dir": str(run_dir), "model_card": str(run_dir / "model_card.md"),
+                    "metrics": str(run_dir / "metrics.json"),
                     "drift_html": str(run_dir / "drift.html"), "drift_json": str(run_dir / "drift.json"),
                     "promotion": str(run_dir / "promotion.json")},
     }

@@ -52,8 +52,14 @@ def test_first_run_trains_evaluates_reports_and_promotes(trained):
     assert summary["data_created"] and not summary["reused_run"]
     assert summary["metrics"]["churn_auc"] > 0.6  # recency alone separates churners on this data
     assert summary["metrics"]["value_mae"] > 0 and -1 <= summary["metrics"]["value_spearman"] <= 1
-    assert "rfm_rule" in summary["baselines"]
+    assert set(summary["baselines"]) == {"lightgbm", "bgnbd_gamma_gamma", "rfm_rule"}
     metrics = json.loads(Path(summary["reports"]["metrics"]).read_text())
+    card = Path(summary["reports"]["model_card"]).read_text()
+    for part in ("## Where the model loses", "bgnbd_gamma_gamma", "oracle (ground truth)", "git commit",
+                 metrics["data_version"], "churn Brier score", "top-10% revenue capture"):
+        assert part in card
+    for plot in ("calibration.png", "deciles.png", "gain.png"):
+        assert (Path(summary["reports"]["run_dir"]) / plot).stat().st_size > 5000
     assert metrics["oracle"]["n_rows"] == metrics["model"]["n_rows"]  # generated data: truth known
     assert Path(summary["reports"]["drift_html"]).stat().st_size > 1000
     drift = json.loads(Path(summary["reports"]["drift_json"]).read_text())

@@ -1,10 +1,12 @@
-"""Evaluate: the trained model, the baselines (RFM rule, LightGBM) and, on generated data, the
-ground-truth oracle on the same time-based holdout rows -> metrics.json."""
+"""Evaluate: the trained model, the baselines (LightGBM, BG/NBD + Gamma-Gamma, RFM rule) and, on
+generated data, the ground-truth oracle on the same time-based holdout rows -> metrics.json,
+curves.json, model_card.md and its plots."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from custintel.config import Settings
@@ -12,42 +14,62 @@ from custintel.features.schema import CHURN_LABEL, ENTITY_KEY, TIMESTAMP, VALUE_
 from custintel.paths import DataPaths
 from custintel.runs import read_json, write_json
 
+Scores = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # churn probability, spend, churn rank score
 
-def oracle_metrics(holdout: pd.DataFrame, ground_truth_file: Path) -> dict | None:
-    """Metrics of the generator's true scores on the same holdout rows (None for real data)."""
+
+def oracle_scores(holdout: pd.DataFrame, ground_truth_file: Path) -> Scores | None:
+    """The generator's true scores for the holdout rows (None for real data)."""
     from custintel.data.ground_truth import TRUE_CHURN, TRUE_SPEND
-    from training.metrics import holdout_metrics
 
     if not ground_truth_file.is_file():
         return None
     keys = [ENTITY_KEY, TIMESTAMP]
-    truth = pd.read_parquet(ground_truth_file)
-    rows = holdout[[*keys, CHURN_LABEL, VALUE_LABEL]].merge(truth, on=keys, how="left")
+    rows = holdout[keys].merge(pd.read_parquet(ground_truth_file), on=keys, how="left")
     if rows[TRUE_CHURN].isna().any():
         return None
-    return holdout_metrics(rows[CHURN_LABEL], rows[VALUE_LABEL], rows[TRUE_CHURN], rows[TRUE_SPEND])
+    return rows[TRUE_CHURN].to_numpy(), rows[TRUE_SPEND].to_numpy(), None
+
+
+def bgnbd_scores(holdout: pd.DataFrame, orders_file: Path, horizon_days: int) -> Scores:
+    """BG/NBD + Gamma-Gamma fitted per holdout snapshot on the order history before it."""
+    from training.clv_baseline import bgnbd_gamma_gamma
+
+    orders = pd.read_parquet(orders_file, columns=["customer_id", "order_ts", "amount"])
+    churn, score, spend = (np.empty(len(holdout)) for _ in range(3))
+    snapshots = pd.to_datetime(holdout[TIMESTAMP], utc=True)
+    for snapshot in snapshots.unique():
+        rows = np.flatnonzero(snapshots == snapshot)
+        ids = holdout[ENTITY_KEY].to_numpy()[rows]
+        churn[rows], score[rows], spend[rows] = bgnbd_gamma_gamma(orders, snapshot, horizon_days, ids)
+    return churn, spend, score
 
 
 def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
+    from custintel.model_card import write_model_card
     from training.baselines import lightgbm_baseline, rfm_rule
-    from training.metrics import holdout_metrics
+    from training.metrics import holdout_curves, holdout_metrics
     from training.predictor import Predictor
 
+    paths = DataPaths(settings.data_dir)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
     train, val = pd.read_parquet(run_dir / "train.parquet"), pd.read_parquet(run_dir / "val.parquet")
     predictor = Predictor.load(run_dir / "model")
-
-    def score(churn_prob, spend) -> dict:
-        return holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL], churn_prob, spend)
-
+    horizon, seed = settings.features.horizon_days, settings.base.seed
+    scores: dict[str, Scores | None] = {
+        "model": (*predictor.predict_arrays(holdout), None),
+        "lightgbm": (*lightgbm_baseline(train, val, holdout, predictor.feature_names, seed), None),
+        "bgnbd_gamma_gamma": bgnbd_scores(holdout, paths.clean / "orders.parquet", horizon),
+        "rfm_rule": (*rfm_rule(holdout, horizon), None),
+        "oracle": oracle_scores(holdout, paths.ground_truth_file),
+    }
+    churned, spend = holdout[CHURN_LABEL], holdout[VALUE_LABEL]
+    results = {name: holdout_metrics(churned, spend, s[0], s[1], s[2]) if s else None
+               for name, s in scores.items()}
+    curves = {name: holdout_curves(churned, spend, s[0], s[1]) for name, s in scores.items() if s}
     metrics = {
-        "model": score(*predictor.predict_arrays(holdout)),
-        "baselines": {
-            "lightgbm": score(*lightgbm_baseline(train, val, holdout, predictor.feature_names,
-                                                  settings.base.seed)),
-            "rfm_rule": score(*rfm_rule(holdout, settings.features.horizon_days)),
-        },
-        "oracle": oracle_metrics(holdout, DataPaths(settings.data_dir).ground_truth_file),
+        "model": results["model"],
+        "baselines": {name: results[name] for name in ("lightgbm", "bgnbd_gamma_gamma", "rfm_rule")},
+        "oracle": results["oracle"],
         "holdout_snapshot": pd.Timestamp(holdout[TIMESTAMP].iloc[0]).isoformat(),
         "data_version": data_version,
         "tuning": {k: v for k, v in read_json(run_dir / "tuning.json").items() if k != "trials"},
@@ -56,4 +78,6 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
         metrics["share_of_oracle"] = {
             k: metrics["model"][k] / metrics["oracle"][k] for k in ("churn_auc", "value_spearman")}
     write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "curves.json", curves)
+    metrics["model_card"] = str(write_model_card(settings, run_dir, metrics, curves))
     return metrics
