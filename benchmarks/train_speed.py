@@ -1,11 +1,13 @@
-"""Training-path speed and quality on one accelerator vs another, same data, same process.
+"""Tuning speed and quality per accelerator and per pruner, same data, same process.
 
+    python benchmarks/train_speed.py --data-dir data --trials 8 --pruners median none
     python benchmarks/train_speed.py --training-set TS.parquet --accelerators cpu gpu
 
-TS.parquet is a Feast training set (features + labels per customer and snapshot), e.g. written by
-`python benchmarks/train_speed.py --export TS.parquet` inside a data dir that `custintel retrain`
-filled. For each accelerator it runs the same Optuna study (TPE + median pruning) and the refit
-of the best trial, and prints wall times, trials/minute, seconds per epoch and holdout metrics.
+--data-dir joins the offline features and labels that `custintel retrain` wrote there (the rows
+Feast's point-in-time join returns); TS.parquet is a Feast training set written by
+`--export TS.parquet`. For each accelerator and pruner it runs the same Optuna study (TPE, same
+seed) and the refit of the best trial, and prints wall times, trials/minute, epochs run, seconds
+per epoch and holdout metrics; with both pruners, the time the median pruner saved.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from custintel.config import load_settings
-from custintel.features.schema import CHURN_LABEL, FEATURE_NAMES, VALUE_LABEL
+from custintel.features.schema import CHURN_LABEL, ENTITY_KEY, FEATURE_NAMES, TIMESTAMP, VALUE_LABEL
 
 
-def _run(training_set: pd.DataFrame, settings, accelerator: str, trials: int) -> dict:
+def _run(training_set: pd.DataFrame, settings, accelerator: str, trials: int, pruner: str) -> dict:
     from training.datamodule import time_split
     from training.fit import refit
     from training.metrics import holdout_metrics
@@ -30,36 +32,47 @@ def _run(training_set: pd.DataFrame, settings, accelerator: str, trials: int) ->
 
     train_cfg = settings.train.model_copy(update={
         "accelerator": accelerator,
-        "tuning": settings.train.tuning.model_copy(update={"n_trials": trials})})
+        "tuning": settings.train.tuning.model_copy(update={"n_trials": trials, "pruner": pruner})})
+    names = [name for name in FEATURE_NAMES if name in training_set.columns]
     settings = settings.model_copy(update={"train": train_cfg})
     split = time_split(training_set, settings.features.horizon_days)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        study = run_study(split.train, split.val, FEATURE_NAMES, settings, f"sqlite:///{tmp}/o.db", "bench")
+        study = run_study(split.train, split.val, names, settings, f"sqlite:///{tmp}/o.db", "bench")
         study_s = time.perf_counter() - t0
     epochs_run = sum(len(t.intermediate_values) for t in study.trials)
     best = study.best_trial
     epochs = int(best.user_attrs.get("epochs", settings.train.max_epochs))
     t0 = time.perf_counter()
-    predictor = refit(pd.concat([split.train, split.val], ignore_index=True), FEATURE_NAMES, best.params,
+    predictor = refit(pd.concat([split.train, split.val], ignore_index=True), names, best.params,
                       epochs, settings)
     refit_s = time.perf_counter() - t0
     churn, spend = predictor.predict_arrays(split.holdout)
     return {
-        "accelerator": accelerator, "trials": len(study.trials),
+        "accelerator": accelerator, "pruner": pruner, "trials": len(study.trials),
         "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
         "study_s": round(study_s, 1), "trials_per_min": round(len(study.trials) / study_s * 60, 2),
         "epochs_in_study": epochs_run, "s_per_epoch_in_study": round(study_s / max(epochs_run, 1), 2),
         "refit_epochs": epochs, "refit_s": round(refit_s, 1),
-        "train_rows": len(split.train), "holdout": holdout_metrics(
-            split.holdout[CHURN_LABEL], split.holdout[VALUE_LABEL], churn, spend),
+        "best_val_score": round(study.best_value, 4), "train_rows": len(split.train),
+        "holdout": {k: round(v, 4) for k, v in holdout_metrics(
+            split.holdout[CHURN_LABEL], split.holdout[VALUE_LABEL], churn, spend).items()
+            if k in ("churn_auc", "value_mae", "value_spearman")},
     }
+
+
+def _from_data_dir(data_dir: Path) -> pd.DataFrame:
+    keys = [ENTITY_KEY, TIMESTAMP]
+    labels = pd.read_parquet(data_dir / "offline" / "customer_labels.parquet")
+    return labels.merge(pd.read_parquet(data_dir / "offline" / "customer_features.parquet"), on=keys)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--training-set", type=Path)
+    parser.add_argument("--data-dir", type=Path, help="a data dir filled by `custintel retrain`")
+    parser.add_argument("--pruners", nargs="+", default=["median"], choices=["median", "none"])
     parser.add_argument("--export", type=Path, help="write the Feast training set of the data dir here")
     parser.add_argument("--accelerators", nargs="+", default=["cpu"])
     parser.add_argument("--trials", type=int, default=4)
@@ -73,9 +86,19 @@ def main() -> None:
         configure(settings)
         load_training_set(settings).to_parquet(args.export, index=False)
         return
-    training_set = pd.read_parquet(args.training_set)
+    training_set = _from_data_dir(args.data_dir) if args.data_dir else pd.read_parquet(args.training_set)
     for accelerator in args.accelerators:
-        print(json.dumps(_run(training_set, settings, accelerator, args.trials)), flush=True)
+        results = {}
+        for pruner in args.pruners:
+            results[pruner] = _run(training_set, settings, accelerator, args.trials, pruner)
+            print(json.dumps(results[pruner]), flush=True)
+        if {"median", "none"} <= set(results):
+            with_, without = results["median"], results["none"]
+            print(json.dumps({"accelerator": accelerator, "pruning_time_saved": round(
+                1 - with_["study_s"] / without["study_s"], 3), "epochs_saved": round(
+                1 - with_["epochs_in_study"] / max(without["epochs_in_study"], 1), 3),
+                "best_val_score_with_minus_without": round(
+                    with_["best_val_score"] - without["best_val_score"], 4)}), flush=True)
 
 
 if __name__ == "__main__":

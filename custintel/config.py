@@ -104,10 +104,15 @@ class TuningSection(_Section):
     lr: tuple[float, float] = (3e-4, 1e-2)
     weight_decay: tuple[float, float] = (1e-6, 1e-3)
     value_loss_weight: tuple[float, float] = (0.2, 2.0)
+    batch_size: tuple[int, int] | None = Field((256, 2048), description="None = train.batch_size.")
+    pruner: Literal["median", "none"] = Field("median", description="Stop weak trials early on val_score.")
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> TuningSection:
-        for name in ("hidden_dim", "n_layers", "dropout", "lr", "weight_decay", "value_loss_weight"):
+        for name in ("hidden_dim", "n_layers", "dropout", "lr", "weight_decay", "value_loss_weight",
+                     "batch_size"):
+            if getattr(self, name) is None:
+                continue
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"{name}: low bound {low} is above high bound {high}")
@@ -117,7 +122,7 @@ class TuningSection(_Section):
 class TrainSection(_Section):
     max_epochs: int = Field(12, ge=1)
     patience: int = Field(3, ge=1, description="Early-stopping patience in epochs.")
-    batch_size: int = Field(512, ge=8)
+    batch_size: int = Field(512, ge=8, description="Batch size when tuning.batch_size is null.")
     num_workers: int = Field(0, ge=0)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     tuning: TuningSection = TuningSection()

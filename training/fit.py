@@ -19,9 +19,12 @@ def refit(train: pd.DataFrame, feature_names: list[str], params: dict, epochs: i
           settings: Settings) -> Predictor:
     """Train on all of `train` for `epochs` epochs (no validation) and return the predictor."""
     pl.seed_everything(settings.base.seed, workers=True, verbose=False)
-    dm = CustomerDataModule(train, train.iloc[:1], feature_names, settings.train.batch_size,
-                            settings.train.num_workers)
-    model = CustomerModel(n_features=len(feature_names), spend_log_mean=dm.spend_log_mean, **params)
+    from training.tune import model_params
+
+    dm = CustomerDataModule(train, train.iloc[:1], feature_names,
+                            params.get("batch_size", settings.train.batch_size), settings.train.num_workers)
+    model = CustomerModel(n_features=len(feature_names), spend_log_mean=dm.spend_log_mean,
+                          **model_params(params))
     make_trainer(settings.train, epochs, validate=False).fit(model, datamodule=dm)
     net = model.net.float().cpu().eval()
     net_cfg = NetConfig(n_features=len(feature_names), **{k: params[k] for k in _NET_KEYS})

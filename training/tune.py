@@ -31,7 +31,20 @@ def suggest_params(trial: optuna.Trial, settings: Settings) -> dict:
         "lr": trial.suggest_float("lr", *space.lr, log=True),
         "weight_decay": trial.suggest_float("weight_decay", *space.weight_decay, log=True),
         "value_loss_weight": trial.suggest_float("value_loss_weight", *space.value_loss_weight),
+        "batch_size": (trial.suggest_int("batch_size", *space.batch_size, log=True) if space.batch_size
+                       else settings.train.batch_size),
     }
+
+
+def model_params(params: dict) -> dict:
+    """The trial's parameters that configure the LightningModule (not the data loading)."""
+    return {k: v for k, v in params.items() if k != "batch_size"}
+
+
+def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
+    if settings.train.tuning.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
 
 
 def _objective(trial: optuna.Trial, dm: CustomerDataModule, settings: Settings) -> float:
@@ -39,8 +52,9 @@ def _objective(trial: optuna.Trial, dm: CustomerDataModule, settings: Settings) 
 
     pl.seed_everything(settings.base.seed + trial.number, workers=True, verbose=False)
     params = suggest_params(trial, settings)
+    dm.batch_size = params["batch_size"]
     model = CustomerModel(n_features=len(dm.scaler.feature_names), spend_log_mean=dm.spend_log_mean,
-                          **params)
+                          **model_params(params))
     stopper = EarlyStopping(monitor="val_score", mode="max", patience=settings.train.patience)
     trainer = make_trainer(settings.train, settings.train.max_epochs,
                            callbacks=[stopper, PyTorchLightningPruningCallback(trial, monitor="val_score")])
@@ -57,7 +71,7 @@ def run_study(train: pd.DataFrame, val: pd.DataFrame, feature_names: list[str], 
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=settings.base.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+        pruner=_pruner(settings),
     )
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
                                                    optuna.trial.TrialState.PRUNED)]
