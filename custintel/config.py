@@ -128,6 +128,45 @@ class TrainSection(_Section):
     tuning: TuningSection = TuningSection()
 
 
+class SegmentsSection(_Section):
+    k: int | None = Field(None, ge=2, description="Fixed number of segments; None = chosen by silhouette.")
+    k_range: tuple[int, int] = Field((3, 8), description="Range searched when k is None.")
+    min_overlap: float = Field(0.5, gt=0, le=1, description="Share of a new segment that must come from an "
+                                                            "old one for it to keep the old id and name.")
+    fit_sample: int = Field(50000, ge=100, description="Customers the K-means is fitted on.")
+    risky_churn: float = Field(0.5, gt=0, lt=1, description="At-risk segments: mean churn above.")
+    migration_alert_share: float = Field(0.05, ge=0, le=1, description="Slack calls a move into at-risk "
+                                                                       "segments notable above this share.")
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> SegmentsSection:
+        if not 2 <= self.k_range[0] <= self.k_range[1]:
+            raise ValueError("k_range must be [low, high] with 2 <= low <= high")
+        return self
+
+
+class TiersSection(_Section):
+    names: tuple[str, ...] = Field(("low", "mid", "high"), min_length=2, description="Lowest first.")
+    quantiles: tuple[float, ...] | None = Field((0.5, 0.8), description="Cut points: quantiles of active "
+                                                                        "customers' predicted spend.")
+    thresholds: tuple[float, ...] | None = Field(None, description="Absolute spend cut points (instead).")
+    inactive_below: float = Field(1.0, ge=0, description="Predicted spend below this: tier 'inactive'.")
+
+    @model_validator(mode="after")
+    def _cuts_match_names(self) -> TiersSection:
+        if (self.quantiles is None) == (self.thresholds is None):
+            raise ValueError("set exactly one of quantiles and thresholds (the other null)")
+        cuts = self.quantiles if self.quantiles is not None else self.thresholds
+        if len(cuts) != len(self.names) - 1:
+            raise ValueError(f"{len(self.names)} tier names need {len(self.names) - 1} cut points, "
+                             f"got {len(cuts)}")
+        if list(cuts) != sorted(cuts) or (self.quantiles is not None and not all(0 < q < 1 for q in cuts)):
+            raise ValueError("cut points must ascend (quantiles strictly between 0 and 1)")
+        if "inactive" in self.names:
+            raise ValueError("'inactive' is reserved for customers below inactive_below")
+        return self
+
+
 class DriftSection(_Section):
     share_threshold: float = Field(0.3, ge=0, le=1, description="Alert above this drifted share.")
     sample_size: int = Field(20000, ge=100, description="Rows sampled per side for the report.")
@@ -149,6 +188,15 @@ class AlertsSection(_Section):
     timeout_s: float = Field(5.0, gt=0)
 
 
+DEFAULT_PLAYBOOK = {
+    "at risk big spenders": "service call from an account manager",
+    "at risk": "coupon: 15% off the next order",
+    "dormant": "win-back email series",
+    "new": "onboarding email with a second-order coupon",
+    "default": "no action",
+}
+
+
 class Settings(_Section):
     base: BaseSection = BaseSection()
     paths: PathsSection = PathsSection()
@@ -157,6 +205,10 @@ class Settings(_Section):
     versioning: VersioningSection = VersioningSection()
     features: FeaturesSection = FeaturesSection()
     train: TrainSection = TrainSection()
+    segments: SegmentsSection = SegmentsSection()
+    tiers: TiersSection = TiersSection()
+    playbook: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PLAYBOOK),
+                                     description="Retention action per segment-name prefix; 'default' else.")
     drift: DriftSection = DriftSection()
     promote: PromoteSection = PromoteSection()
     serve: ServeSection = ServeSection()

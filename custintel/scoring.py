@@ -6,6 +6,7 @@ feature service that built the training set, and the model's own fitted scaler t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ class OnlineScorer:
     store: object
     predictor: object
     model_tag: str
+    tiers: object = None  # training.tiers.ValueTiers fitted with the model
+    segmenter: object = None  # training.segments.Segmenter fitted with the model
+    profiles: list | None = None  # segment profiles written at training
 
     @classmethod
     def from_settings(cls, settings: Settings, model_tag: str | None = None) -> OnlineScorer:
@@ -30,14 +34,25 @@ class OnlineScorer:
         tag = model_tag or registry.champion_tag(DataPaths(settings.data_dir))
         if tag is None:
             raise UserError("No champion model yet: run `custintel retrain` before serving.")
-        store, predictor = feature_store.open_store(settings), Predictor.load(registry.model_path(tag))
+        from training.segments import Segmenter
+        from training.tiers import ValueTiers
+
+        model_dir = registry.model_path(tag)
+        store, predictor = feature_store.open_store(settings), Predictor.load(model_dir)
         served = feature_store.service_feature_names(store)
         lacking = [name for name in predictor.feature_names if name not in served]
         if lacking:
             raise UserError(f"Model {tag} needs features {lacking} that the feature service no longer serves "
                             f"(it serves {served}); the data changed under the model. Retrain with "
                             "`custintel retrain`, or roll back to a model trained on this data.")
-        return cls(store=store, predictor=predictor, model_tag=tag)
+        profiles_file = model_dir / "segment_profiles.json"
+        profiles = json.loads(profiles_file.read_text())["segments"] if profiles_file.is_file() else None
+        return cls(store=store, predictor=predictor, model_tag=tag, tiers=ValueTiers.load(model_dir),
+                   segmenter=Segmenter.load(model_dir), profiles=profiles)
+
+    def segments(self) -> dict:
+        """The served model's segment profiles (id, name, size, churn risk, spend, z-scores, action)."""
+        return {"model_version": self.model_tag, "segments": self.profiles or []}
 
     def predict(self, customer_ids: list[int]) -> dict:
         names = self.predictor.feature_names
@@ -45,14 +60,26 @@ class OnlineScorer:
         found = rows[names].notna().any(axis=1).to_numpy()
         churn = np.full(len(rows), np.nan)
         spend = np.full(len(rows), np.nan)
+        tiers = np.full(len(rows), None, dtype=object)
+        segment_ids = np.full(len(rows), -1)
         if found.any():
             churn[found], spend[found] = self.predictor.predict_arrays(rows[found])
+            if self.tiers is not None:
+                tiers[found] = self.tiers.assign(spend[found])
+            if self.segmenter is not None:
+                segment_ids[found] = self.segmenter.assign(rows[found])
         predictions = []
         for i, customer_id in enumerate(rows[ENTITY_KEY].tolist()):
             if found[i]:
-                predictions.append({"customer_id": int(customer_id), "found": True,
-                                    "churn_probability": round(float(churn[i]), 6),
-                                    "predicted_spend": round(float(spend[i]), 2)})
+                answer = {"customer_id": int(customer_id), "found": True,
+                          "churn_probability": round(float(churn[i]), 6),
+                          "predicted_spend": round(float(spend[i]), 2)}
+                if tiers[i] is not None:
+                    answer["value_tier"] = tiers[i]
+                if segment_ids[i] >= 0:
+                    answer.update(segment_id=int(segment_ids[i]),
+                                  segment_name=self.segmenter.names[int(segment_ids[i])])
+                predictions.append(answer)
             else:
                 predictions.append({"customer_id": int(customer_id), "found": False,
                                     "error": "customer not found in the online feature store"})

@@ -101,7 +101,20 @@ def _retrain(settings: Settings, force: bool, logger) -> dict:
         "reports": {"run_dir": str(run_dir), "model_card": str(run_dir / "model_card.md"),
                     "metrics": str(run_dir / "metrics.json"),
                     "drift_html": str(run_dir / "drift.html"), "drift_json": str(run_dir / "drift.json"),
-                    "promotion": str(run_dir / "promotion.json")},
+                    "promotion": str(run_dir / "promotion.json"),
+                    "segments": str(run_dir / "segments.json"), "scores": str(run_dir / "scores.parquet"),
+                    "retention_targets": str(run_dir / "retention_targets.csv")},
     }
+    summary["segments_alert_sent"] = _segment_summary(settings, run_dir)
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _segment_summary(settings: Settings, run_dir) -> bool:
+    """Post the segment / tier summary of this run to Slack (when a webhook is configured)."""
+    from custintel.steps.segment import slack_summary
+
+    report_file = run_dir / "segments.json"
+    if not report_file.is_file():
+        return False
+    return send_alert(slack_summary(read_json(report_file), settings, run_dir.name), settings.alerts)

@@ -1,4 +1,5 @@
-"""BentoML service: POST /predict {"customer_ids": [...]} -> churn probability and predicted spend.
+"""BentoML service: POST /predict {"customer_ids": [...]} -> churn probability, predicted spend,
+value tier and segment; GET /segments -> the served model's segment profiles.
 
     custintel serve              # or: bentoml serve serving.service:CustomerIntelService
 
@@ -12,11 +13,14 @@ import os
 
 import bentoml
 from bentoml.exceptions import InvalidArgument
+from fastapi import FastAPI
 
 EXAMPLE_INPUT = {"customer_ids": [1, 2, 3]}
+http = FastAPI(title="custintel read-only endpoints")  # GET routes beside BentoML's POST APIs
 
 
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 30})
+@bentoml.asgi_app(http, path="/")
 class CustomerIntelService:
     def __init__(self) -> None:
         from custintel.config import load_settings
@@ -36,3 +40,8 @@ class CustomerIntelService:
             raise InvalidArgument(f"customer_ids: at most {self.max_ids} ids per request "
                                   f"(got {len(customer_ids)}); split the request")
         return self.scorer.predict(customer_ids)
+
+    @http.get("/segments")
+    def segments(self) -> dict:
+        """GET /segments: the served model's segment profiles."""
+        return self.scorer.segments()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from custintel import server
@@ -60,6 +61,17 @@ def test_first_run_trains_evaluates_reports_and_promotes(trained):
         assert part in card
     for plot in ("calibration.png", "deciles.png", "gain.png"):
         assert (Path(summary["reports"]["run_dir"]) / plot).stat().st_size > 5000
+    # segments, tiers and batch scores of every current customer
+    tiers = metrics["tiers"]
+    assert [t["tier"] for t in tiers] == ["inactive", "low", "mid", "high"]
+    active = [t["mean_actual_spend"] for t in tiers[1:] if t["customers"]]
+    assert active == sorted(active)  # actual holdout spend rises across the value tiers
+    segments = json.loads(Path(summary["reports"]["segments"]).read_text())
+    assert 3 <= segments["k"] <= 8
+    assert sum(s["customers"] for s in segments["segments"]) == segments["customers"]
+    scores = pd.read_parquet(summary["reports"]["scores"])
+    assert len(scores) == segments["customers"] and scores["revenue_at_risk"].is_monotonic_decreasing
+    assert set(scores["action"]) <= set(load_settings(params).playbook.values())
     assert metrics["oracle"]["n_rows"] == metrics["model"]["n_rows"]  # generated data: truth known
     assert Path(summary["reports"]["drift_html"]).stat().st_size > 1000
     drift = json.loads(Path(summary["reports"]["drift_json"]).read_text())
@@ -113,6 +125,15 @@ def test_server_predicts_known_and_unknown_customers(live_server):
     known, other, unknown = body["predictions"]
     assert known["customer_id"] == 1 and known["found"]
     assert 0 <= known["churn_probability"] <= 1 and known["predicted_spend"] >= 0
+    segments = httpx.get(f"{url}/segments", timeout=30).json()
+    names = {s["segment_id"]: s["name"] for s in segments["segments"]}
+    assert known["segment_name"] == names[known["segment_id"]]
+    assert known["value_tier"] in ("inactive", "low", "mid", "high")
+    # the server answers with the tier and segment batch scoring wrote for the same customer
+    scores = pd.read_parquet(summary["reports"]["scores"]).set_index("customer_id")
+    assert scores.loc[1, "value_tier"] == known["value_tier"]
+    assert scores.loc[1, "segment_id"] == known["segment_id"]
+    assert scores.loc[1, "churn_probability"] == pytest.approx(known["churn_probability"], abs=1e-5)
     assert other["found"]
     assert unknown == {"customer_id": 99999999, "found": False,
                        "error": "customer not found in the online feature store"}

@@ -44,6 +44,20 @@ def bgnbd_scores(holdout: pd.DataFrame, orders_file: Path, horizon_days: int) ->
     return churn, spend, score
 
 
+def _segments_and_tiers(run_dir: Path, holdout: pd.DataFrame, predicted_spend: np.ndarray) -> dict:
+    """The tier lift table on the holdout (the model's tiers, as served) and segment stability."""
+    from training.tiers import ValueTiers, tier_report
+
+    tiers = ValueTiers.load(run_dir / "model")
+    if tiers is None:
+        return {}
+    segments = read_json(run_dir / "segments.json")
+    migration = segments["migration"] or {}
+    return {"tiers": tier_report(tiers, predicted_spend, holdout[VALUE_LABEL].to_numpy()),
+            "segments": {"k": segments["k"], "ari_vs_champion": segments["ari_vs_champion"],
+                         "moved_into_risky_share": migration.get("moved_into_risky_share")}}
+
+
 def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
     from custintel.model_card import write_model_card
     from training.baselines import lightgbm_baseline, rfm_rule
@@ -77,6 +91,7 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
     if metrics["oracle"]:
         metrics["share_of_oracle"] = {
             k: metrics["model"][k] / metrics["oracle"][k] for k in ("churn_auc", "value_spearman")}
+    metrics.update(_segments_and_tiers(run_dir, holdout, scores["model"][1]))
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "curves.json", curves)
     metrics["model_card"] = str(write_model_card(settings, run_dir, metrics, curves))

@@ -64,5 +64,8 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
                                              "params": best.params, "epochs": epochs})
     for name in ("train", "val", "holdout"):  # evaluation scores the baselines on the same split
         getattr(split, name).to_parquet(run_dir / f"{name}.parquet", index=False)
+    from custintel.steps.segment import segment_customers
+
+    segment_customers(settings, run_dir, predictor)  # segments + tiers are saved with the model
     return {"run_dir": str(run_dir), "best_params": best.params, "best_val_score": study.best_value,
             "epochs": epochs}

@@ -1,0 +1,103 @@
+"""Segments keep their identity across refits; value tiers are the same in training and serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.segments import Segmenter, fit_segmenter
+from training.tiers import INACTIVE, ValueTiers, fit_tiers, tier_report
+
+NAMES = ["recency_days", "frequency", "spend_90d", "tenure_days"]
+CENTRES = {  # log-space blob centres: one row per behaviour
+    "loyal": [1.0, 3.0, 6.0, 6.0], "lapsed": [5.5, 1.0, 0.5, 6.0], "new": [1.5, 0.3, 3.0, 2.0],
+    "big": [0.3, 5.0, 9.5, 7.5], "browser": [3.5, 0.5, 1.0, 4.0],
+}
+
+
+def _customers(kinds: dict[str, int], seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    blocks, truth = [], []
+    for kind, n in kinds.items():
+        blocks.append(np.expm1(np.asarray(CENTRES[kind]) + rng.normal(0, 0.35, (n, len(NAMES)))))
+        truth += [kind] * n
+    return pd.DataFrame(np.vstack(blocks), columns=NAMES), np.asarray(truth)
+
+
+def _scores(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    churn = 1 / (1 + np.exp(-(np.log1p(frame["recency_days"]) - 3)))
+    return churn.to_numpy(), frame["spend_90d"].to_numpy()
+
+
+def _fit(frame, seed, previous=None, k=None):
+    churn, spend = _scores(frame)
+    return fit_segmenter(frame, NAMES, seed, k, (3, 7), previous, 0.5, churn, spend)
+
+
+def test_refit_with_another_seed_keeps_ids_where_raw_kmeans_labels_do_not():
+    frame, _ = _customers(dict.fromkeys(CENTRES, 300), seed=0)
+    first, ids_first = _fit(frame, seed=1)
+    second, ids_second = _fit(frame, seed=7, previous=first)
+    assert len(first.ids) == 5  # silhouette finds the five behaviours
+    assert np.mean(ids_first == ids_second) >= 0.95
+    from sklearn.cluster import KMeans
+
+    raw = [KMeans(5, n_init=10, random_state=s).fit(first.space(frame)).labels_ for s in (1, 7)]
+    assert np.mean(raw[0] == raw[1]) < 0.5  # what matching repairs: raw K-Means ids are arbitrary
+    assert second.names == first.names and second.next_id == first.next_id
+
+
+def test_a_new_behaviour_gets_a_new_id_and_a_vanished_one_is_retired():
+    before, _ = _customers({"loyal": 300, "lapsed": 300, "new": 300, "browser": 300}, seed=0)
+    old, old_ids = _fit(before, seed=1, k=4)
+    after, truth = _customers({"loyal": 300, "lapsed": 300, "new": 300, "big": 300}, seed=1)
+    new, new_ids = _fit(after, seed=2, previous=old, k=4)
+    kept = {kind: pd.Series(new_ids[truth == kind]).mode()[0] for kind in ("loyal", "lapsed", "new")}
+    before_ids = {kind: pd.Series(old_ids[np.repeat(["loyal", "lapsed", "new", "browser"], 300) == kind]
+                                  ).mode()[0] for kind in ("loyal", "lapsed", "new", "browser")}
+    assert all(kept[k] == before_ids[k] for k in kept)
+    big = pd.Series(new_ids[truth == "big"]).mode()[0]
+    assert big >= old.next_id and big not in old.ids  # fresh id, never a reused one
+    assert before_ids["browser"] in new.retired
+
+
+def test_a_split_segment_keeps_its_id_on_the_larger_part():
+    before, _ = _customers({"loyal": 600, "lapsed": 300, "new": 300}, seed=0)
+    old, _ = _fit(before, seed=1, k=3)
+    loyal_id = pd.Series(old.assign(before.iloc[:600])).mode()[0]
+    after = before.copy()
+    after.loc[:199, "tenure_days"] = np.expm1(3.0)  # a third of the loyal customers now look new-ish
+    after.loc[:199, "frequency"] = np.expm1(0.5)
+    new, new_ids = _fit(after, seed=1, previous=old, k=4)
+    assert pd.Series(new_ids[200:600]).mode()[0] == loyal_id
+    assert len(set(new.ids) - set(old.ids)) == 1
+
+
+def test_segmenter_round_trips(tmp_path):
+    frame, _ = _customers(dict.fromkeys(CENTRES, 100), seed=0)
+    seg, ids = _fit(frame, seed=1, k=5)
+    seg.save(tmp_path)
+    loaded = Segmenter.load(tmp_path)
+    assert (loaded.assign(frame) == ids).all() and loaded.names == seg.names
+    assert all(isinstance(name, str) and name for name in seg.names.values())
+
+
+def test_tiers_are_identical_after_save_and_load_and_rank_actual_spend(tmp_path):
+    rng = np.random.default_rng(0)
+    predicted = np.concatenate([np.zeros(100), rng.gamma(2.0, 50.0, 900)])
+    actual = predicted * rng.lognormal(0, 0.3, 1000)
+    tiers = fit_tiers(predicted, ("low", "mid", "high"), inactive_below=1.0, quantiles=(0.5, 0.8))
+    tiers.save(tmp_path)
+    loaded = ValueTiers.load(tmp_path)
+    assert loaded == tiers and (loaded.assign(predicted) == tiers.assign(predicted)).all()
+    labels = tiers.assign(predicted)
+    assert (labels[:100] == INACTIVE).all() and (labels == "high").sum() == pytest.approx(180, abs=2)
+    report = tier_report(tiers, predicted, actual)
+    means = [row["mean_actual_spend"] for row in report]
+    assert [row["tier"] for row in report] == ["inactive", "low", "mid", "high"] and means == sorted(means)
+    assert sum(row["customers"] for row in report) == 1000
+    absolute = fit_tiers(predicted, ("low", "high"), 1.0, thresholds=(100.0,))
+    assert absolute.assign(np.array([0.5, 50.0, 150.0])).tolist() == [INACTIVE, "low", "high"]
+    with pytest.raises(ValueError, match="need 1 cut points"):
+        fit_tiers(predicted, ("low", "high"), 1.0, quantiles=(0.3, 0.6))
