@@ -7,6 +7,7 @@ feature service that built the training set, and the model's own fitted scaler t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -22,6 +23,7 @@ class OnlineScorer:
     store: object
     predictor: object
     model_tag: str
+    as_of: datetime | None = None  # read time for the TTL check; the end of history for historical data
 
     @classmethod
     def from_settings(cls, settings: Settings, model_tag: str | None = None) -> OnlineScorer:
@@ -37,11 +39,11 @@ class OnlineScorer:
             raise UserError(f"Model {tag} needs features {lacking} that the feature service no longer serves "
                             f"(it serves {served}); the data changed under the model. Retrain with "
                             "`custintel retrain`, or roll back to a model trained on this data.")
-        return cls(store=store, predictor=predictor, model_tag=tag)
+        return cls(store=store, predictor=predictor, model_tag=tag, as_of=settings.snapshot_dates()[-1])
 
     def predict(self, customer_ids: list[int]) -> dict:
         names = self.predictor.feature_names
-        rows = feature_store.online_features(self.store, customer_ids, names)
+        rows = feature_store.online_features(self.store, customer_ids, names, as_of=self.as_of)
         found = rows[names].notna().any(axis=1).to_numpy()
         churn = np.full(len(rows), np.nan)
         spend = np.full(len(rows), np.nan)
