@@ -184,11 +184,26 @@ def feast_apply() -> None:
 
 
 @app.command()
-def materialize() -> None:
-    """Materialize the newest snapshot into the online store (SQLite)."""
+def materialize(
+    incremental: Annotated[bool, typer.Option(
+        "--incremental", help="Load only what is newer than each view's watermark (idempotent).")] = False,
+    end_date: Annotated[str | None, typer.Option(
+        "--end-date", help="With --incremental: end of the window, ISO date/time in UTC (default: just "
+                           "past the newest snapshot); never in the future.")] = None,
+) -> None:
+    """Materialize the newest snapshot into the online store (SQLite or Redis, params.yaml feature_store)."""
     from custintel.steps.features import feast_materialize
 
-    _print(feast_materialize(_settings()))
+    end = None
+    if end_date is not None:
+        from datetime import UTC, datetime
+
+        try:
+            end = datetime.fromisoformat(end_date)
+        except ValueError:
+            raise UserError(f"--end-date {end_date!r} is not an ISO date or date-time") from None
+        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end
+    _print(feast_materialize(_settings(), incremental=incremental, end_date=end))
 
 
 @app.command()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -92,6 +93,60 @@ class FeaturesSection(_Section):
     horizon_days: int = Field(90, ge=7, le=730, description="Prediction horizon in days.")
     first_snapshot: date = Field(date(2024, 7, 1), description="First point-in-time snapshot.")
     snapshot_every_days: int = Field(30, ge=1, description="Spacing between snapshots.")
+
+
+class FeatureStoreSection(_Section):
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="Feast online store: sqlite (a file under <data_dir>/feast) or redis.")
+    redis_url: str | None = Field(
+        None, description="Redis to use when online_store is redis: redis://[:password@]host:port[/db] "
+                          "(rediss:// for TLS) or Feast's connection string host:port[,db=0,password=...].")
+    materialize_chunk_rows: int = Field(
+        50_000, ge=100, description="Rows read from the offline parquet, and entities written, per chunk.")
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> FeatureStoreSection:
+        if self.online_store == "redis":
+            if not self.redis_url:
+                raise ValueError("feature_store.redis_url is required when feature_store.online_store is "
+                                 "'redis' (e.g. redis://localhost:6379/0)")
+            feast_connection_string(self.redis_url)  # raises ValueError naming the key
+        return self
+
+    def feast_redis_connection_string(self) -> str:
+        """redis_url as Feast's `host:port,key=value` connection string."""
+        return feast_connection_string(self.redis_url or "")
+
+
+def feast_connection_string(url: str) -> str:
+    """Feast's Redis connection string for a redis:// URL or an already Feast-style string."""
+    from urllib.parse import unquote, urlsplit
+
+    bad = (f"feature_store.redis_url {url!r} is not a Redis address; use redis://host:port/db "
+           "(rediss:// for TLS) or host:port[,db=0,password=...]")
+    if "://" in url:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            raise ValueError(bad) from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(bad)
+        db = parts.path.strip("/") or "0"
+        if not db.isdigit():
+            raise ValueError(f"{bad} (the database number {db!r} is not an integer)")
+        options = [f"{parts.hostname}:{port}", f"db={db}"]
+        if parts.username:
+            options.append(f"username={unquote(parts.username)}")
+        if parts.password:
+            options.append(f"password={unquote(parts.password)}")
+        if parts.scheme == "rediss":
+            options.append("ssl=true")
+        return ",".join(options)
+    nodes = [part for part in url.split(",") if "=" not in part]
+    if not nodes or any(not re.fullmatch(r"[^:\s]+:\d{1,5}", node) for node in nodes):
+        raise ValueError(bad)
+    return url
 
 
 class TuningSection(_Section):
@@ -204,6 +259,7 @@ class Settings(_Section):
     source: SourceSection = SourceSection()
     versioning: VersioningSection = VersioningSection()
     features: FeaturesSection = FeaturesSection()
+    feature_store: FeatureStoreSection = FeatureStoreSection()
     train: TrainSection = TrainSection()
     segments: SegmentsSection = SegmentsSection()
     tiers: TiersSection = TiersSection()

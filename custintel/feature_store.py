@@ -1,15 +1,17 @@
 """Feast feature store on the data directory: apply, materialize, training set and online reads.
 
-    custintel feast-apply && custintel materialize
+    custintel feast-apply && custintel materialize [--incremental]
 
-Registry and SQLite online store live under <data_dir>/feast; the offline source is the
-point-in-time parquet written by `custintel features`. Training and serving both read the
-same feature service. `import feast` takes ~10 s, so it is imported only inside functions.
+The registry lives under <data_dir>/feast; the online store is SQLite there, or Redis
+(params.yaml `feature_store`). The offline source is the point-in-time parquet written by
+`custintel features`. Materialization goes through custintel.materialization (Feast's layout and
+watermarks, many times faster than `FeatureStore.materialize`). Training and serving both read
+the same feature service. `import feast` takes ~10 s, so it is imported only inside functions.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -21,7 +23,6 @@ from custintel.paths import DataPaths
 def open_store(settings: Settings):
     from feast import FeatureStore
     from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
-    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
     from feast.repo_config import RepoConfig
 
     paths = DataPaths(settings.data_dir)
@@ -30,12 +31,23 @@ def open_store(settings: Settings):
         project="custintel",
         provider="local",
         registry=str(paths.feast / "registry.db"),
-        online_store=SqliteOnlineStoreConfig(path=str(paths.feast / "online_store.db")),
+        online_store=_online_store_config(settings),
         offline_store=DaskOfflineStoreConfig(),
         entity_key_serialization_version=3,
         repo_path=paths.feast,  # relative paths resolve here, not against the cwd
     )
     return FeatureStore(config=config, repo_path=str(paths.feast))
+
+
+def _online_store_config(settings: Settings):
+    section = settings.feature_store
+    if section.online_store == "redis":
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+        return RedisOnlineStoreConfig(connection_string=section.feast_redis_connection_string())
+    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+
+    return SqliteOnlineStoreConfig(path=str(DataPaths(settings.data_dir).feast / "online_store.db"))
 
 
 def apply_definitions(store, settings: Settings) -> list[str]:
@@ -53,13 +65,34 @@ def apply_definitions(store, settings: Settings) -> list[str]:
     return [obj.name for obj in objects]
 
 
+def materialization_end(settings: Settings) -> datetime:
+    """The end of the window that holds the newest snapshot (Feast's window includes its end)."""
+    return settings.snapshot_dates()[-1] + timedelta(seconds=1)
+
+
 def materialize_latest(store, settings: Settings) -> dict:
     """Load the newest snapshot of every customer into the online store (idempotent: rerunning
     writes the same values). The window is one TTL back from the newest snapshot."""
-    latest = settings.snapshot_dates()[-1]
-    start, end = latest - timedelta(days=settings.features.horizon_days), latest + timedelta(seconds=1)
-    store.materialize(start_date=start, end_date=end)
-    return {"materialized_from": start.isoformat(), "materialized_until": end.isoformat()}
+    from custintel import materialization
+
+    end = materialization_end(settings)
+    start = end - timedelta(seconds=1) - timedelta(days=settings.features.horizon_days)
+    views = materialization.materialize(store, start, end,
+                                        chunk_rows=settings.feature_store.materialize_chunk_rows)
+    return {"materialized_from": start.isoformat(), "materialized_until": end.isoformat(),
+            "online_store": settings.feature_store.online_store, "views": views}
+
+
+def materialize_incremental(store, settings: Settings, end_date: datetime | None = None) -> dict:
+    """Load what arrived since each view's watermark up to `end_date` (default: just past the
+    newest snapshot). Idempotent: a rerun, or a rerun after a crash, leaves the same values."""
+    from custintel import materialization
+
+    end = end_date or materialization_end(settings)
+    views = materialization.materialize_incremental(
+        store, end, chunk_rows=settings.feature_store.materialize_chunk_rows)
+    return {"materialized_until": materialization.check_end_date(end).isoformat(),
+            "online_store": settings.feature_store.online_store, "incremental": True, "views": views}
 
 
 def feature_service(store):
@@ -89,9 +122,30 @@ def training_set(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     return entities.merge(features, on=keys, how="left")
 
 
-def online_features(store, customer_ids: list[int], feature_names: list[str]) -> pd.DataFrame:
-    """Online feature rows for `customer_ids` (in order); unknown ids come back as all-NaN rows."""
+def feature_ttls(store) -> dict[str, timedelta | None]:
+    """TTL of the feature view of each feature the service serves."""
+    return {field.name: store.get_feature_view(projection.name).ttl
+            for projection in feature_service(store).feature_view_projections
+            for field in projection.features}
+
+
+def online_features(store, customer_ids: list[int], feature_names: list[str],
+                    as_of: datetime | None = None) -> pd.DataFrame:
+    """Online feature rows for `customer_ids` (in order); unknown ids come back as all-NaN rows.
+
+    Feast's online read does not apply the TTL: a value whose event time is more than its view's
+    TTL before `as_of` (default: now) is stale and comes back as NaN, as the offline join does."""
     response = store.get_online_features(
         features=feature_service(store), entity_rows=[{ENTITY_KEY: int(i)} for i in customer_ids]
-    ).to_dict()
-    return pd.DataFrame({name: response[name] for name in [ENTITY_KEY, *feature_names]})
+    ).to_dict(include_event_timestamps=True)
+    now = (as_of or datetime.now(UTC)).timestamp()
+    ttls = feature_ttls(store)
+    columns = {ENTITY_KEY: response[ENTITY_KEY]}
+    for name in feature_names:
+        values, ttl = response[name], ttls.get(name)
+        if ttl:
+            oldest = now - ttl.total_seconds()
+            values = [None if stamp is None or stamp < oldest else value
+                      for value, stamp in zip(values, response[f"{name}__ts"], strict=True)]
+        columns[name] = values
+    return pd.DataFrame(columns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -26,6 +27,7 @@ class OnlineScorer:
     tiers: object = None  # training.tiers.ValueTiers fitted with the model
     segmenter: object = None  # training.segments.Segmenter fitted with the model
     profiles: list | None = None  # segment profiles written at training
+    as_of: datetime | None = None  # read time for the TTL check; the end of history for historical data
 
     @classmethod
     def from_settings(cls, settings: Settings, model_tag: str | None = None) -> OnlineScorer:
@@ -48,7 +50,8 @@ class OnlineScorer:
         profiles_file = model_dir / "segment_profiles.json"
         profiles = json.loads(profiles_file.read_text())["segments"] if profiles_file.is_file() else None
         return cls(store=store, predictor=predictor, model_tag=tag, tiers=ValueTiers.load(model_dir),
-                   segmenter=Segmenter.load(model_dir), profiles=profiles)
+                   segmenter=Segmenter.load(model_dir), profiles=profiles,
+                   as_of=settings.snapshot_dates()[-1])
 
     def segments(self) -> dict:
         """The served model's segment profiles (id, name, size, churn risk, spend, z-scores, action)."""
@@ -56,7 +59,7 @@ class OnlineScorer:
 
     def predict(self, customer_ids: list[int]) -> dict:
         names = self.predictor.feature_names
-        rows = feature_store.online_features(self.store, customer_ids, names)
+        rows = feature_store.online_features(self.store, customer_ids, names, as_of=self.as_of)
         found = rows[names].notna().any(axis=1).to_numpy()
         churn = np.full(len(rows), np.nan)
         spend = np.full(len(rows), np.nan)

@@ -1,7 +1,12 @@
-"""Shared fixtures: tiny settings in a temporary data directory."""
+"""Shared fixtures: tiny settings in a temporary data directory; a throwaway redis-server."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +37,53 @@ def tiny_params_file(tmp_path: Path) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(tiny_params(tmp_path / "data")))
     return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> str:
+    """A throwaway redis-server on a free local port (data in a temp dir); yields its redis:// URL.
+
+    Skipped when redis-server is not installed, unless CUSTINTEL_REQUIRE_REDIS is set (CI sets it,
+    after installing redis-server), where a missing server fails the tests instead."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if os.environ.get("CUSTINTEL_REQUIRE_REDIS"):
+            pytest.fail("redis-server is not on PATH but CUSTINTEL_REQUIRE_REDIS is set (.ci/run installs "
+                        "it)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server): Redis online store "
+                    "tests skipped")
+    import redis
+
+    workdir = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    process = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (workdir / "redis.log").read_text() if (workdir / "redis.log").is_file() else ""
+                    pytest.fail(f"redis-server did not start on port {port}: {log[-2000:]}")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

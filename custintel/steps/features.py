@@ -73,7 +73,13 @@ def feast_apply(settings: Settings) -> list[str]:
     return feature_store.apply_definitions(feature_store.open_store(settings), settings)
 
 
-def feast_materialize(settings: Settings) -> dict:
+def feast_materialize(settings: Settings, incremental: bool = False, end_date=None) -> dict:
+    """Newest snapshot into the online store; `incremental`: from each view's watermark to `end_date`."""
     from custintel import feature_store
 
-    return feature_store.materialize_latest(feature_store.open_store(settings), settings)
+    store = feature_store.open_store(settings)
+    if incremental:
+        return feature_store.materialize_incremental(store, settings, end_date)
+    if end_date is not None:
+        raise UserError("end_date is only for incremental materialization (--incremental)")
+    return feature_store.materialize_latest(store, settings)

@@ -1,0 +1,257 @@
+"""Materialization into the online store: stock `FeatureStore.materialize` vs custintel's fast path
+(custintel.materialization), into SQLite and into Redis: seconds, entities/s, peak RSS (each run in
+its own child process), speed-up, and a check that both stores serve identical values.
+
+Input: a synthetic offline parquet with the columns of the current feature groups
+(custintel.features.schema) for N customers x S snapshots, written in the offline layout. The window
+is the one `custintel materialize` uses (one TTL back from the newest snapshot). Stock runs on
+--stock-customers (default: all); when stock takes longer than --stock-timeout seconds it is
+stopped and rerun on 20,000 customers, and the speed-up is the ratio of entities/s (said in the
+output). Redis runs use a throwaway redis-server on a free port (skipped when none is installed).
+
+    PYTHONPATH=. python benchmarks/materialize.py --customers 100000 --snapshots 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FALLBACK_STOCK_CUSTOMERS = 20_000
+
+
+def _settings_raw(data_dir: Path, backend: str, redis_url: str | None) -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["paths"]["data_dir"] = str(data_dir)
+    raw["feature_store"] = {"online_store": backend, "redis_url": redis_url}
+    return raw
+
+
+def write_offline(data_dir: Path, customers: int, snapshots: int, seed: int = 0) -> int:
+    """Synthetic offline features: every customer at each of the last `snapshots` snapshots."""
+    from custintel.config import settings_from_dict
+    from custintel.features.schema import ENTITY_KEY, GROUPS, TIMESTAMP
+    from custintel.paths import DataPaths
+
+    settings = settings_from_dict(_settings_raw(data_dir, "sqlite", None))
+    stamps = pd.DatetimeIndex(settings.snapshot_dates()[-snapshots:])
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({ENTITY_KEY: np.tile(np.arange(customers, dtype="int64"), len(stamps)),
+                          TIMESTAMP: np.repeat(stamps, customers)})
+    for group in GROUPS:
+        for name in group.features:
+            values = rng.gamma(2.0, 10.0, size=len(frame)).round(4)
+            values[rng.random(len(frame)) < 0.02] = np.nan
+            frame[name] = values
+    paths = DataPaths(data_dir)
+    paths.offline.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(paths.features_file, index=False, row_group_size=200_000)
+    (paths.offline / "features.json").write_text(json.dumps({"feature_groups": [g.name for g in GROUPS]}))
+    return len(frame)
+
+
+def child(params_file: Path, path: str) -> None:
+    """One materialization in this process; prints seconds and memory as JSON."""
+    from datetime import datetime
+
+    from custintel import feature_store
+    from custintel.config import load_settings
+
+    settings = load_settings(params_file)
+    store = feature_store.open_store(settings)
+    feature_store.apply_definitions(store, settings)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    summary = feature_store.materialize_latest(store, settings) if path == "fast" else None
+    if path == "stock":
+        end = feature_store.materialization_end(settings)
+        from datetime import timedelta
+
+        begin = end - timedelta(seconds=1) - timedelta(days=settings.features.horizon_days)
+        store.materialize(start_date=begin, end_date=end)
+        summary = {"materialized_from": begin.isoformat(), "materialized_until": end.isoformat()}
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before,
+                      "window": [summary["materialized_from"], summary["materialized_until"]],
+                      "finished": datetime.now().isoformat()}))
+
+
+def _run_child(params_file: Path, path: str, timeout: float | None) -> dict | None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, __file__, "--child", str(params_file), "--path", path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None
+    if process.returncode:
+        raise RuntimeError(f"{path} materialization failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis(workdir: Path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    import redis
+
+    port = _free_port()
+    process = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(400):
+        try:
+            client.ping()
+            return process, f"redis://127.0.0.1:{port}"
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def _same_values(stock_params: Path, fast_params: Path, ids: list[int]) -> bool:
+    from custintel import feature_store
+    from custintel.config import load_settings
+    from custintel.features.schema import ENTITY_KEY
+
+    responses = []
+    for params in (stock_params, fast_params):
+        store = feature_store.open_store(load_settings(params))
+        responses.append(store.get_online_features(
+            features=feature_store.feature_service(store), entity_rows=[{ENTITY_KEY: i} for i in ids]
+        ).to_dict(include_event_timestamps=True))
+    return responses[0] == responses[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--snapshots", type=int, default=12)
+    parser.add_argument("--stock-customers", type=int, default=None, help="default: --customers")
+    parser.add_argument("--stock-timeout", type=float, default=300.0)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
+    parser.add_argument("--sample", type=int, default=2000, help="customers whose values are compared")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--path", choices=["stock", "fast"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.path)
+        return
+
+    stock_customers = args.stock_customers or args.customers
+    work = Path(tempfile.mkdtemp(prefix="custintel-materialize-bench-"))
+    redis_process = None
+    results: dict = {"customers": args.customers, "snapshots": args.snapshots, "cpu_count": os.cpu_count()}
+    try:
+        offline = {}
+
+        def offline_for(customers: int) -> Path:
+            """The full offline parquet, or its first `customers` customers (same values)."""
+            if args.customers not in offline:
+                source = work / f"offline-{args.customers}"
+                rows = write_offline(source, args.customers, args.snapshots)
+                results[f"offline_rows_{args.customers}"] = rows
+                offline[args.customers] = source
+            if customers not in offline:
+                import pyarrow.parquet as pq
+
+                from custintel.features.schema import ENTITY_KEY
+
+                full = offline[args.customers] / "offline"
+                subset = work / f"offline-{customers}" / "offline"
+                subset.mkdir(parents=True)
+                table = pq.read_table(full / "customer_features.parquet",
+                                      filters=[(ENTITY_KEY, "<", customers)])
+                pq.write_table(table, subset / "customer_features.parquet")
+                shutil.copy(full / "features.json", subset / "features.json")
+                results[f"offline_rows_{customers}"] = table.num_rows
+                offline[customers] = subset.parent
+            return offline[customers]
+
+        runs = iter(range(1000))
+
+        def params_for(name: str, customers: int, backend: str, url: str | None) -> Path:
+            name = f"{name}-{next(runs)}"
+            data_dir = work / name / "data"
+            shutil.copytree(offline_for(customers) / "offline", data_dir / "offline")
+            raw = _settings_raw(data_dir, backend, url)
+            params = work / name / "params.yaml"
+            params.write_text(yaml.safe_dump(raw))
+            return params
+
+        redis_db = iter(range(1, 16))
+        for backend in args.backends:
+            url = None
+            if backend == "redis":
+                if redis_process is None:
+                    (work / "redis").mkdir()
+                    redis_process, base = _start_redis(work / "redis")
+                    if redis_process is None:
+                        results["redis"] = "skipped: redis-server is not installed"
+                        continue
+                url = base
+            fast_url = f"{url}/{next(redis_db)}" if url else None
+            fast_params = params_for(f"{backend}-fast", args.customers, backend, fast_url)
+            fast = _run_child(fast_params, "fast", None)
+            fast["customers"] = args.customers
+            n_stock = stock_customers
+            stock_url = f"{url}/{next(redis_db)}" if url else None
+            stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url)
+            stock = _run_child(stock_params, "stock", args.stock_timeout)
+            note = None
+            if stock is None:
+                note = (f"stock took over {args.stock_timeout:.0f} s on {n_stock} customers; stopped and "
+                        f"rerun on {FALLBACK_STOCK_CUSTOMERS}: the speed-up is the ratio of entities/s")
+                stock_customers = n_stock = min(FALLBACK_STOCK_CUSTOMERS, args.customers)  # other backend too
+                stock_url = f"{url}/{next(redis_db)}" if url else None
+                stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url)
+                stock = _run_child(stock_params, "stock", None)
+            stock["customers"] = n_stock
+            for run in (fast, stock):
+                run["entities_per_s"] = run["customers"] / run["seconds"]
+            rng = np.random.default_rng(1)
+            ids = sorted(rng.choice(min(n_stock, args.customers), size=min(args.sample, n_stock),
+                                    replace=False).tolist())
+            results[backend] = {
+                "fast": fast, "stock": stock, "note": note,
+                "speedup_entities_per_s": fast["entities_per_s"] / stock["entities_per_s"],
+                "peak_rss_ratio": stock["peak_rss_mb"] / fast["peak_rss_mb"],
+                "identical_values_on_sample": _same_values(stock_params, fast_params, ids),
+                "sample": len(ids),
+            }
+            print(json.dumps({backend: results[backend]}, indent=2), flush=True)
+    finally:
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
