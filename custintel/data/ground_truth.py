@@ -33,10 +33,10 @@ scenarios start at midnight UTC, and s changes only at midnight). The posterior'
 computed the same way over (t_l, s): a partial first day of length tau = next midnight - t_l,
 then whole days, each piece contributing e^{-G} h_j / k_j (1 - e^{-k_j tau}) to D with
 k_j = h_j + l_j and G the sum of k tau over the earlier pieces; A = e^{-G} over all of them, so
-A + D is P(no order in (t_l, s) | active at t_l). Without seasonality (s = 1) and a constant
+A + D is P(no order in (t_l, s) | active at t_l). Without seasonality (s(day) = 1) and a constant
 hazard: P(no order in H | alive) = h/(h+l)(1 - e^{-(h+l)H}) + e^{-(h+l)H},
-E[orders | alive] = l (1 - e^{-hH}) / h and P(alive | history) = 1 / (1 + h/(l+h) (e^{(l+h)D} - 1))
-with D = s - t_l. The broken-feed scenario corrupts the recorded amounts, not what customers
+E[orders | alive] = l (1 - e^{-hH}) / h and P(alive | history) = 1 / (1 + h/(l+h) (e^{(l+h)g} - 1))
+with g = s - t_l. The broken-feed scenario corrupts the recorded amounts, not what customers
 spend, so its truth is unchanged. Spend is what orders.amount records: gross of returns.
 """
 
