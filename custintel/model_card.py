@@ -65,7 +65,9 @@ def losses(metrics: dict) -> list[str]:
 def _table(metrics: dict) -> list[str]:
     columns = {"model": metrics["model"], **metrics["baselines"]}
     if metrics.get("oracle"):
-        columns["oracle (ground truth)"] = metrics["oracle"]
+        columns["Bayes-optimal (ground truth)"] = metrics["oracle"]
+    if metrics.get("clairvoyant"):
+        columns["clairvoyant (knows who is active)"] = metrics["clairvoyant"]
     lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for metric, (label, higher) in METRICS.items():
         arrow = "↑" if higher else ("→0" if metric == "value_bias" else "↓")
@@ -154,8 +156,10 @@ def write_model_card(settings: Settings, run_dir: Path, metrics: dict, curves: d
         "the holdout snapshot (churn ranked by expected purchases), an RFM rule (recency rank, "
         "recent spend scaled to the horizon; its churn score is a rank, not a probability, so its "
         "Brier score and log-loss only show that)."
-        + (" The oracle scores with the generator's true churn probability and expected spend: "
-           "the achievable limit." if metrics.get("oracle") else ""), "",
+        + (" The Bayes-optimal oracle scores with the generator's true churn probability and expected "
+           "spend given each customer's latent traits and purchase history: the limit from the purchase "
+           "history; the clairvoyant one also knows who is still active, which no model can observe."
+           if metrics.get("oracle") else ""), "",
         "## Where the model loses", "",
         *(lost or ["- Nowhere: the model is at least as good as every baseline on every metric above."]), "",
     ]

@@ -56,8 +56,9 @@ def test_first_run_trains_evaluates_reports_and_promotes(trained):
     assert set(summary["baselines"]) == {"lightgbm", "bgnbd_gamma_gamma", "rfm_rule"}
     metrics = json.loads(Path(summary["reports"]["metrics"]).read_text())
     card = Path(summary["reports"]["model_card"]).read_text()
-    for part in ("## Where the model loses", "bgnbd_gamma_gamma", "oracle (ground truth)", "git commit",
-                 metrics["data_version"], "churn Brier score", "top-10% revenue capture"):
+    for part in ("## Where the model loses", "bgnbd_gamma_gamma", "Bayes-optimal (ground truth)",
+                 "clairvoyant (knows who is active)", "git commit", metrics["data_version"],
+                 "churn Brier score", "top-10% revenue capture"):
         assert part in card
     for plot in ("calibration.png", "deciles.png", "gain.png"):
         assert (Path(summary["reports"]["run_dir"]) / plot).stat().st_size > 5000

@@ -17,17 +17,19 @@ from custintel.runs import read_json, write_json
 Scores = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # churn probability, spend, churn rank score
 
 
-def oracle_scores(holdout: pd.DataFrame, ground_truth_file: Path) -> Scores | None:
-    """The generator's true scores for the holdout rows (None for real data)."""
-    from custintel.data.ground_truth import TRUE_CHURN, TRUE_SPEND
+def oracle_scores(holdout: pd.DataFrame, ground_truth_file: Path, clairvoyant: bool = False) -> Scores | None:
+    """The generator's true scores for the holdout rows (None for real data): Bayes-optimal (latent
+    traits + purchase history), or with `clairvoyant` the bound that also knows who is active."""
+    from custintel.data.ground_truth import CLAIRVOYANT_CHURN, CLAIRVOYANT_SPEND, TRUE_CHURN, TRUE_SPEND
 
+    churn, spend = (CLAIRVOYANT_CHURN, CLAIRVOYANT_SPEND) if clairvoyant else (TRUE_CHURN, TRUE_SPEND)
     if not ground_truth_file.is_file():
         return None
     keys = [ENTITY_KEY, TIMESTAMP]
     rows = holdout[keys].merge(pd.read_parquet(ground_truth_file), on=keys, how="left")
-    if rows[TRUE_CHURN].isna().any():
+    if churn not in rows or rows[churn].isna().any():
         return None
-    return rows[TRUE_CHURN].to_numpy(), rows[TRUE_SPEND].to_numpy(), None
+    return rows[churn].to_numpy(), rows[spend].to_numpy(), None
 
 
 def bgnbd_scores(holdout: pd.DataFrame, orders_file: Path, horizon_days: int) -> Scores:
@@ -75,6 +77,7 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
         "bgnbd_gamma_gamma": bgnbd_scores(holdout, paths.clean / "orders.parquet", horizon),
         "rfm_rule": (*rfm_rule(holdout, horizon), None),
         "oracle": oracle_scores(holdout, paths.ground_truth_file),
+        "clairvoyant": oracle_scores(holdout, paths.ground_truth_file, clairvoyant=True),
     }
     churned, spend = holdout[CHURN_LABEL], holdout[VALUE_LABEL]
     results = {name: holdout_metrics(churned, spend, s[0], s[1], s[2]) if s else None
@@ -84,6 +87,7 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
         "model": results["model"],
         "baselines": {name: results[name] for name in ("lightgbm", "bgnbd_gamma_gamma", "rfm_rule")},
         "oracle": results["oracle"],
+        "clairvoyant": results["clairvoyant"],
         "holdout_snapshot": pd.Timestamp(holdout[TIMESTAMP].iloc[0]).isoformat(),
         "data_version": data_version,
         "tuning": {k: v for k, v in read_json(run_dir / "tuning.json").items() if k != "trials"},

@@ -14,7 +14,7 @@ from custintel.features.schema import FeatureGroup, groups_by_name, groups_for_t
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-FEATURES_CODE_VERSION = 4  # bump when feature code changes its output for the same data
+FEATURES_CODE_VERSION = 5  # bump when feature code changes its output for the same data
 
 
 def build_features(settings: Settings, data_version: str, force: bool = False) -> dict:
@@ -54,16 +54,19 @@ def built_groups(settings: Settings) -> list[FeatureGroup]:
 
 
 def _write_ground_truth(settings: Settings, paths: DataPaths) -> None:
-    """True scores for the labelled snapshots, only for generated data (which records its latents)."""
+    """True scores for the labelled snapshots, only for generated data (which records its latents):
+    Bayes-optimal from the latent traits and each customer's last order before the snapshot (from
+    the raw orders), and clairvoyant (also knows who is still active)."""
     from custintel.data.generator import TRUTH_TABLE
     from custintel.data.ground_truth import true_scores
 
     truth_file = paths.raw / f"{TRUTH_TABLE}.parquet"
     paths.ground_truth_file.unlink(missing_ok=True)
     if truth_file.is_file():
+        orders = pd.read_parquet(paths.raw / "orders.parquet", columns=["customer_id", "order_ts"])
         scores = true_scores(pd.read_parquet(truth_file), settings.labelled_snapshots(),
                              settings.features.horizon_days, settings.data.scenario,
-                             settings.data.scenario_start)
+                             settings.data.scenario_start, orders=orders)
         scores.to_parquet(paths.ground_truth_file, index=False)
 
 
