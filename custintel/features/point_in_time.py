@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from custintel.features.schema import (
+    BASKET,
     CHURN_LABEL,
     ENGAGEMENT,
     ENTITY_KEY,
@@ -33,39 +34,187 @@ cs AS (
     FROM customers c JOIN snaps s ON c.signup_ts < s.snapshot_ts
 )"""
 
-# Per feature group: its CTE (one row per customer and snapshot with activity), how it joins
-# onto the customer snapshots, and its select list (zeros where the customer had no activity).
+# Each row of a table is first rolled up per customer and *segment*: the time between two
+# consecutive cuts, where the cuts are every snapshot and every window start (snapshot - days).
+# A segment lies wholly inside or wholly outside each window of each snapshot, so the rolled-up
+# rows (about one per order or session) are then joined onto the few snapshots whose windows hold
+# them and summed there; no range join of customers x snapshots with raw events.
+def _cuts(name: str, days: tuple[int, ...], since_ever: bool) -> str:
+    """The cut timestamps; `since_ever` adds -infinity so that rows older than every window land
+    in a segment too (for lifetime features)."""
+    offsets = ", ".join(f"({d})" for d in (0, *days))
+    ever = "\n    UNION SELECT '-infinity'::TIMESTAMPTZ" if since_ever else ""
+    return f"""
+{name} AS (
+    SELECT DISTINCT snapshot_ts - to_days(w.d) AS cut FROM snaps, (VALUES {offsets}) w(d){ever}
+)"""
+
+
+def _days(n: int) -> str:
+    return f"s.snapshot_ts - INTERVAL {n} DAY"
+
+
+def _within(n: int, last: int = 0) -> str:
+    """The segment lies in [snapshot - n days, snapshot - last days)."""
+    return f"seg >= {_days(n)}" + (f" AND seg < {_days(last)}" if last else "")
+
+
+_DAY_S = 86400.0
+
+# Per feature group: its CTEs (one row per customer and snapshot with activity), how it joins
+# onto the customer snapshots, and its select list (the documented values where the customer had
+# no activity).
 _GROUP_SQL: dict[str, tuple[str, str, str]] = {
-    PURCHASE.name: ("""
-o AS (
-    SELECT cs.customer_id, cs.snapshot_ts,
-        count(o.order_id) AS frequency,
-        max(o.order_ts) AS last_order_ts,
-        coalesce(avg(o.amount), 0) AS monetary_mean,
-        coalesce(sum(o.amount) FILTER (WHERE o.order_ts >= cs.snapshot_ts - INTERVAL 90 DAY), 0) AS spend_90d,
-        count(o.order_id) FILTER (WHERE o.order_ts >= cs.snapshot_ts - INTERVAL 90 DAY) AS orders_90d
-    FROM cs LEFT JOIN orders o
-      ON o.customer_id = cs.customer_id AND o.order_ts < cs.snapshot_ts
-    GROUP BY cs.customer_id, cs.snapshot_ts
-)""", "JOIN o USING (customer_id, snapshot_ts)", """
-    date_diff('second', coalesce(o.last_order_ts, cs.signup_ts), cs.snapshot_ts) / 86400.0 AS recency_days,
-    o.frequency::DOUBLE AS frequency,
-    o.monetary_mean::DOUBLE AS monetary_mean,
-    o.spend_90d::DOUBLE AS spend_90d,
-    o.orders_90d::DOUBLE AS orders_90d,
-    date_diff('second', cs.signup_ts, cs.snapshot_ts) / 86400.0 AS tenure_days"""),
-    ENGAGEMENT.name: ("""
+    PURCHASE.name: (_cuts("p_cuts", (30, 60, 90, 365), since_ever=True) + f"""
+,
+p_orders AS (  -- each order with the days since the customer's previous order (null for the first)
+    SELECT customer_id, order_ts, amount,
+        date_diff('second', lag(order_ts) OVER w, order_ts) / {_DAY_S} AS gap
+    FROM orders
+    WINDOW w AS (PARTITION BY customer_id ORDER BY order_ts, order_id)
+),
+p_seg AS (
+    SELECT o.customer_id, c.cut AS seg, count(*) AS n, sum(o.amount) AS spend,
+        sum(o.amount * o.amount) AS spend2, max(o.amount) AS max_amount,
+        min(o.order_ts) AS first_ts, max(o.order_ts) AS last_ts,
+        count(o.gap) AS n_gaps, sum(o.gap) AS gaps, sum(o.gap * o.gap) AS gaps2
+    FROM p_orders o ASOF JOIN p_cuts c ON o.order_ts >= c.cut
+    GROUP BY o.customer_id, c.cut
+),
+p AS (
+    SELECT p_seg.customer_id, s.snapshot_ts,
+        sum(n) AS n, sum(spend) AS spend, sum(spend2) AS spend2, max(max_amount) AS max_amount,
+        min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+        sum(n_gaps) AS n_gaps, sum(gaps) AS gaps, sum(gaps2) AS gaps2,
+        coalesce(sum(spend) FILTER (WHERE {_within(30)}), 0) AS spend_30d,
+        coalesce(sum(spend) FILTER (WHERE {_within(60, 30)}), 0) AS spend_prev_30d,
+        coalesce(sum(spend) FILTER (WHERE {_within(90)}), 0) AS spend_90d,
+        coalesce(sum(spend) FILTER (WHERE {_within(365)}), 0) AS spend_365d,
+        coalesce(sum(n) FILTER (WHERE {_within(30)}), 0) AS orders_30d,
+        coalesce(sum(n) FILTER (WHERE {_within(60, 30)}), 0) AS orders_prev_30d,
+        coalesce(sum(n) FILTER (WHERE {_within(90)}), 0) AS orders_90d,
+        coalesce(sum(n) FILTER (WHERE {_within(365)}), 0) AS orders_365d
+    FROM p_seg JOIN snaps s ON p_seg.seg < s.snapshot_ts
+    GROUP BY p_seg.customer_id, s.snapshot_ts
+)""", "LEFT JOIN p USING (customer_id, snapshot_ts)", f"""
+    date_diff('second', coalesce(p.last_ts, cs.signup_ts), cs.snapshot_ts) / {_DAY_S} AS recency_days,
+    coalesce(p.n, 0)::DOUBLE AS frequency,
+    coalesce(p.spend / p.n, 0)::DOUBLE AS monetary_mean,
+    coalesce(p.spend_90d, 0)::DOUBLE AS spend_90d,
+    coalesce(p.orders_90d, 0)::DOUBLE AS orders_90d,
+    date_diff('second', cs.signup_ts, cs.snapshot_ts) / {_DAY_S} AS tenure_days,
+    coalesce(p.spend_30d, 0)::DOUBLE AS spend_30d,
+    coalesce(p.spend_365d, 0)::DOUBLE AS spend_365d,
+    coalesce(p.orders_30d, 0)::DOUBLE AS orders_30d,
+    coalesce(p.orders_365d, 0)::DOUBLE AS orders_365d,
+    coalesce(sqrt(greatest(p.spend2 / p.n - (p.spend / p.n) ** 2, 0)), 0)::DOUBLE AS order_value_std,
+    coalesce(p.max_amount, 0)::DOUBLE AS order_value_max,
+    date_diff('second', coalesce(p.first_ts, cs.signup_ts), cs.snapshot_ts) / {_DAY_S}
+        AS days_since_first_order,
+    CASE WHEN p.n_gaps > 0 THEN p.gaps / p.n_gaps
+         ELSE date_diff('second', coalesce(p.first_ts, cs.signup_ts), cs.snapshot_ts) / {_DAY_S}
+    END::DOUBLE AS interpurchase_mean_days,
+    CASE WHEN p.n_gaps > 0 THEN sqrt(greatest(p.gaps2 / p.n_gaps - (p.gaps / p.n_gaps) ** 2, 0))
+         ELSE 0 END::DOUBLE AS interpurchase_std_days,
+    coalesce(p.orders_30d - p.orders_prev_30d, 0)::DOUBLE AS orders_trend_30d,
+    coalesce(p.spend_30d - p.spend_prev_30d, 0)::DOUBLE AS spend_trend_30d"""),
+    BASKET.name: (_cuts("b_cuts", (), since_ever=True) + """,
+b_lines AS (  -- each line with its order's customer and time and its product's category; a return
+              -- is known from max(order_ts, return_ts) on (null: not returned)
+    SELECT o.customer_id, o.order_ts,
+        CASE WHEN l.return_ts IS NOT NULL THEN greatest(o.order_ts, l.return_ts) END AS known_returned_ts,
+        pr.category, l.quantity * l.unit_price AS gross, l.quantity * l.unit_price * l.discount AS discount
+    FROM order_lines l JOIN orders o USING (order_id) JOIN products pr USING (product_id)
+),
+b_seg AS (
+    SELECT l.customer_id, l.category, c.cut AS seg,
+        count(*) AS n_lines, sum(l.gross) AS gross, sum(l.discount) AS discount
+    FROM b_lines l ASOF JOIN b_cuts c ON l.order_ts >= c.cut
+    GROUP BY l.customer_id, l.category, c.cut
+),
+b_cat AS (
+    SELECT b_seg.customer_id, s.snapshot_ts, b_seg.category,
+        sum(n_lines) AS n_lines, sum(gross) AS gross, sum(discount) AS discount
+    FROM b_seg JOIN snaps s ON b_seg.seg < s.snapshot_ts
+    GROUP BY b_seg.customer_id, s.snapshot_ts, b_seg.category
+),
+b_buy AS (
+    SELECT customer_id, snapshot_ts, sum(n_lines) AS n_lines, sum(gross) AS gross,
+        sum(discount) AS discount, max(gross) AS top_gross,
+        sum(gross * ln(gross)) FILTER (WHERE gross > 0) AS gross_ln_gross
+    FROM b_cat GROUP BY customer_id, snapshot_ts
+),
+b_ret_seg AS (
+    SELECT l.customer_id, c.cut AS seg, count(*) AS n_returned
+    FROM b_lines l ASOF JOIN b_cuts c ON l.known_returned_ts >= c.cut
+    WHERE l.known_returned_ts IS NOT NULL
+    GROUP BY l.customer_id, c.cut
+),
+b_ret AS (
+    SELECT b_ret_seg.customer_id, s.snapshot_ts, sum(n_returned) AS n_returned
+    FROM b_ret_seg JOIN snaps s ON b_ret_seg.seg < s.snapshot_ts
+    GROUP BY b_ret_seg.customer_id, s.snapshot_ts
+)""", "LEFT JOIN b_buy USING (customer_id, snapshot_ts)\nLEFT JOIN b_ret USING (customer_id, snapshot_ts)",
+        """
+    CASE WHEN b_buy.gross > 0 THEN b_buy.discount / b_buy.gross ELSE 0 END::DOUBLE AS discount_share,
+    CASE WHEN b_buy.n_lines > 0 THEN coalesce(b_ret.n_returned, 0) / b_buy.n_lines
+         ELSE 0 END::DOUBLE AS return_rate,
+    CASE WHEN b_buy.gross > 0  -- -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
+         THEN greatest(ln(b_buy.gross) - coalesce(b_buy.gross_ln_gross, 0) / b_buy.gross, 0)
+         ELSE 0 END::DOUBLE AS category_entropy,
+    CASE WHEN b_buy.gross > 0 THEN b_buy.top_gross / b_buy.gross ELSE 0 END::DOUBLE AS top_category_share"""),
+    ENGAGEMENT.name: (_cuts("e_cuts", (7, 30, 60, 90), since_ever=False) + f""",
+e_seg AS (  -- per customer, session and segment: events of each type
+    SELECT e.customer_id, e.session_id, c.cut AS seg,
+        count(*) FILTER (WHERE e.event_type = 'view') AS views,
+        count(*) FILTER (WHERE e.event_type = 'search') AS searches,
+        count(*) FILTER (WHERE e.event_type = 'add_to_cart') AS cart_adds,
+        count(*) FILTER (WHERE e.event_type = 'checkout') AS checkouts
+    FROM events e ASOF JOIN e_cuts c ON e.event_ts >= c.cut
+    GROUP BY e.customer_id, e.session_id, c.cut
+),
+e_sess AS (  -- per customer, snapshot and session with an event in the 90 days before the snapshot
+    SELECT e_seg.customer_id, s.snapshot_ts, e_seg.session_id,
+        bool_or({_within(7)}) AS in_7d, bool_or({_within(30)}) AS in_30d,
+        bool_or({_within(60, 30)}) AS in_prev_30d,
+        coalesce(sum(views) FILTER (WHERE {_within(7)}), 0) AS views_7d,
+        coalesce(sum(views) FILTER (WHERE {_within(30)}), 0) AS views_30d,
+        coalesce(sum(searches) FILTER (WHERE {_within(7)}), 0) AS searches_7d,
+        coalesce(sum(searches) FILTER (WHERE {_within(30)}), 0) AS searches_30d,
+        coalesce(sum(cart_adds) FILTER (WHERE {_within(7)}), 0) AS cart_adds_7d,
+        coalesce(sum(cart_adds) FILTER (WHERE {_within(30)}), 0) AS cart_adds_30d,
+        coalesce(sum(checkouts) FILTER (WHERE {_within(7)}), 0) AS checkouts_7d,
+        coalesce(sum(checkouts) FILTER (WHERE {_within(30)}), 0) AS checkouts_30d,
+        sum(cart_adds) > 0 AS carted, sum(checkouts) > 0 AS checked_out
+    FROM e_seg JOIN snaps s ON e_seg.seg < s.snapshot_ts AND {_within(90)}
+    GROUP BY e_seg.customer_id, s.snapshot_ts, e_seg.session_id
+),
 e AS (
-    SELECT cs.customer_id, cs.snapshot_ts,
-        count(DISTINCT e.session_id) AS sessions_30d,
-        count(*) FILTER (WHERE e.event_type = 'add_to_cart') AS cart_adds_30d
-    FROM cs JOIN events e
-      ON e.customer_id = cs.customer_id
-     AND e.event_ts < cs.snapshot_ts AND e.event_ts >= cs.snapshot_ts - INTERVAL 30 DAY
-    GROUP BY cs.customer_id, cs.snapshot_ts
+    SELECT customer_id, snapshot_ts,
+        count(*) FILTER (WHERE in_7d) AS sessions_7d, count(*) FILTER (WHERE in_30d) AS sessions_30d,
+        count(*) FILTER (WHERE in_prev_30d) AS sessions_prev_30d,
+        sum(views_7d) AS views_7d, sum(views_30d) AS views_30d,
+        sum(searches_7d) AS searches_7d, sum(searches_30d) AS searches_30d,
+        sum(cart_adds_7d) AS cart_adds_7d, sum(cart_adds_30d) AS cart_adds_30d,
+        sum(checkouts_7d) AS checkouts_7d, sum(checkouts_30d) AS checkouts_30d,
+        count(*) FILTER (WHERE carted) AS cart_sessions_90d,
+        count(*) FILTER (WHERE carted AND NOT checked_out) AS abandoned_90d
+    FROM e_sess GROUP BY customer_id, snapshot_ts
 )""", "LEFT JOIN e USING (customer_id, snapshot_ts)", """
+    coalesce(e.sessions_7d, 0)::DOUBLE AS sessions_7d,
     coalesce(e.sessions_30d, 0)::DOUBLE AS sessions_30d,
-    coalesce(e.cart_adds_30d, 0)::DOUBLE AS cart_adds_30d"""),
+    coalesce(e.views_7d, 0)::DOUBLE AS views_7d,
+    coalesce(e.views_30d, 0)::DOUBLE AS views_30d,
+    coalesce(e.searches_7d, 0)::DOUBLE AS searches_7d,
+    coalesce(e.searches_30d, 0)::DOUBLE AS searches_30d,
+    coalesce(e.cart_adds_7d, 0)::DOUBLE AS cart_adds_7d,
+    coalesce(e.cart_adds_30d, 0)::DOUBLE AS cart_adds_30d,
+    coalesce(e.checkouts_7d, 0)::DOUBLE AS checkouts_7d,
+    coalesce(e.checkouts_30d, 0)::DOUBLE AS checkouts_30d,
+    coalesce(e.cart_sessions_90d, 0)::DOUBLE AS cart_sessions_90d,
+    CASE WHEN e.cart_sessions_90d > 0 THEN e.abandoned_90d / e.cart_sessions_90d
+         ELSE 0 END::DOUBLE AS cart_abandon_rate_90d,
+    coalesce(e.sessions_30d - e.sessions_prev_30d, 0)::DOUBLE AS sessions_trend_30d"""),
     REVIEWS.name: ("""
 r AS (
     SELECT cs.customer_id, cs.snapshot_ts, count(*) AS review_count, avg(r.rating) AS mean_rating
