@@ -8,6 +8,8 @@ Features at a snapshot use only events strictly before it; labels use only event
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -34,109 +36,109 @@ cs AS (
     FROM customers c JOIN snaps s ON c.signup_ts < s.snapshot_ts
 )"""
 
-# Each row of a table is first rolled up per customer and *segment*: the time between two
-# consecutive cuts, where the cuts are every snapshot and every window start (snapshot - days).
-# A segment lies wholly inside or wholly outside each window of each snapshot, so the rolled-up
-# rows (about one per order or session) are then joined onto the few snapshots whose windows hold
-# them and summed there; no range join of customers x snapshots with raw events.
-def _cuts(name: str, days: tuple[int, ...], since_ever: bool) -> str:
-    """The cut timestamps; `since_ever` adds -infinity so that rows older than every window land
-    in a segment too (for lifetime features)."""
-    offsets = ", ".join(f"({d})" for d in (0, *days))
-    ever = "\n    UNION SELECT '-infinity'::TIMESTAMPTZ" if since_ever else ""
+# Each table is first rolled up per customer and *segment*: the time between two consecutive
+# cuts, where the cuts are every snapshot and every window start (snapshot - n days) a group uses.
+# A segment lies wholly inside or wholly outside each window of each snapshot. A nested CASE
+# (a binary search over the few cuts) gives each row its segment number, the rolled-up rows
+# (about one per order or session) are hash-joined on that number to `<g>_windows`, a small table
+# of (segment, snapshot it lies before, which of the snapshot's windows hold it), and summed per
+# customer and snapshot. No range join of customers x snapshots with raw rows, and no per-row
+# timestamptz arithmetic (slow in DuckDB: it goes through its calendar).
+@dataclass(frozen=True)
+class _Segments:
+    cuts: list[pd.Timestamp]  # sorted; segment 0 is before cuts[0], segment k is [cuts[k-1], cuts[k])
+    windows: pd.DataFrame  # seg, snapshot_ts, in_<n>d for each window, in_prev_30d (with 30 and 60)
+
+    def of(self, column: str) -> str:
+        """SQL for the segment number of the (non-null) timestamp `column`."""
+        def search(lo: int, hi: int) -> str:  # the segment is one of lo..hi
+            if lo == hi:
+                return str(lo)
+            mid = (lo + hi + 1) // 2
+            cut = self.cuts[mid - 1].strftime("%Y-%m-%d %H:%M:%S.%f")
+            return f"CASE WHEN {column} < TIMESTAMPTZ '{cut}+00' THEN {search(lo, mid - 1)} " \
+                   f"ELSE {search(mid, hi)} END"
+        return search(0, len(self.cuts))
+
+
+def _segments(snapshots: list[datetime], days: tuple[int, ...]) -> _Segments:
+    snaps = sorted(set(pd.to_datetime(snapshots, utc=True)))
+    cuts = sorted({s - pd.Timedelta(days=d) for s in snaps for d in (0, *days)})
+    windows = pd.DataFrame([(seg, s) for s in snaps for seg in range(cuts.index(s) + 1)],
+                           columns=["seg", "snapshot_ts"])  # the segments that end by each snapshot
+    start = pd.DatetimeIndex([pd.NaT, *cuts], tz="UTC")[windows["seg"].to_numpy()]
+    age = pd.DatetimeIndex(windows["snapshot_ts"]) - start  # NaT for segment 0, which starts at -infinity
+    for d in days:
+        windows[f"in_{d}d"] = age <= pd.Timedelta(days=d)
+    if {30, 60} <= set(days):
+        windows["in_prev_30d"] = (age > pd.Timedelta(days=30)) & (age <= pd.Timedelta(days=60))
+    windows["seg"] = windows["seg"].astype("int32")
+    return _Segments(cuts, windows)
+
+
+def _days_between(earlier: str, later: str) -> str:
+    """Days from `earlier` to `later`, fractional (epoch arithmetic, not timestamptz functions)."""
+    return f"(epoch({later}) - epoch({earlier})) / 86400.0"
+
+
+# The windows each group uses, in days before the snapshot (its segments' cuts).
+_GROUP_WINDOWS: dict[str, tuple[int, ...]] = {
+    PURCHASE.name: (30, 60, 90, 365),
+    BASKET.name: (),
+    ENGAGEMENT.name: (7, 30, 60, 90),
+}
+
+
+def _purchase_ctes(seg: _Segments) -> str:
     return f"""
-{name} AS (
-    SELECT DISTINCT snapshot_ts - to_days(w.d) AS cut FROM snaps, (VALUES {offsets}) w(d){ever}
-)"""
-
-
-def _days(n: int) -> str:
-    return f"s.snapshot_ts - INTERVAL {n} DAY"
-
-
-def _within(n: int, last: int = 0) -> str:
-    """The segment lies in [snapshot - n days, snapshot - last days)."""
-    return f"seg >= {_days(n)}" + (f" AND seg < {_days(last)}" if last else "")
-
-
-_DAY_S = 86400.0
-
-# Per feature group: its CTEs (one row per customer and snapshot with activity), how it joins
-# onto the customer snapshots, and its select list (the documented values where the customer had
-# no activity).
-_GROUP_SQL: dict[str, tuple[str, str, str]] = {
-    PURCHASE.name: (_cuts("p_cuts", (30, 60, 90, 365), since_ever=True) + f"""
-,
-p_orders AS (  -- each order with the days since the customer's previous order (null for the first)
-    SELECT customer_id, order_ts, amount,
-        date_diff('second', lag(order_ts) OVER w, order_ts) / {_DAY_S} AS gap
+p_orders AS (  -- each order with its segment and the days since the customer's previous order
+    SELECT customer_id, {seg.of("order_ts")} AS seg, order_ts, amount,
+        {_days_between("lag(order_ts) OVER w", "order_ts")} AS gap
     FROM orders
     WINDOW w AS (PARTITION BY customer_id ORDER BY order_ts, order_id)
 ),
 p_seg AS (
-    SELECT o.customer_id, c.cut AS seg, count(*) AS n, sum(o.amount) AS spend,
-        sum(o.amount * o.amount) AS spend2, max(o.amount) AS max_amount,
-        min(o.order_ts) AS first_ts, max(o.order_ts) AS last_ts,
-        count(o.gap) AS n_gaps, sum(o.gap) AS gaps, sum(o.gap * o.gap) AS gaps2
-    FROM p_orders o ASOF JOIN p_cuts c ON o.order_ts >= c.cut
-    GROUP BY o.customer_id, c.cut
+    SELECT customer_id, seg, count(*) AS n, sum(amount) AS spend, sum(amount * amount) AS spend2,
+        max(amount) AS max_amount, min(order_ts) AS first_ts, max(order_ts) AS last_ts,
+        count(gap) AS n_gaps, sum(gap) AS gaps, sum(gap * gap) AS gaps2
+    FROM p_orders GROUP BY customer_id, seg
 ),
 p AS (
-    SELECT p_seg.customer_id, s.snapshot_ts,
+    SELECT p_seg.customer_id, w.snapshot_ts,
         sum(n) AS n, sum(spend) AS spend, sum(spend2) AS spend2, max(max_amount) AS max_amount,
         min(first_ts) AS first_ts, max(last_ts) AS last_ts,
         sum(n_gaps) AS n_gaps, sum(gaps) AS gaps, sum(gaps2) AS gaps2,
-        coalesce(sum(spend) FILTER (WHERE {_within(30)}), 0) AS spend_30d,
-        coalesce(sum(spend) FILTER (WHERE {_within(60, 30)}), 0) AS spend_prev_30d,
-        coalesce(sum(spend) FILTER (WHERE {_within(90)}), 0) AS spend_90d,
-        coalesce(sum(spend) FILTER (WHERE {_within(365)}), 0) AS spend_365d,
-        coalesce(sum(n) FILTER (WHERE {_within(30)}), 0) AS orders_30d,
-        coalesce(sum(n) FILTER (WHERE {_within(60, 30)}), 0) AS orders_prev_30d,
-        coalesce(sum(n) FILTER (WHERE {_within(90)}), 0) AS orders_90d,
-        coalesce(sum(n) FILTER (WHERE {_within(365)}), 0) AS orders_365d
-    FROM p_seg JOIN snaps s ON p_seg.seg < s.snapshot_ts
-    GROUP BY p_seg.customer_id, s.snapshot_ts
-)""", "LEFT JOIN p USING (customer_id, snapshot_ts)", f"""
-    date_diff('second', coalesce(p.last_ts, cs.signup_ts), cs.snapshot_ts) / {_DAY_S} AS recency_days,
-    coalesce(p.n, 0)::DOUBLE AS frequency,
-    coalesce(p.spend / p.n, 0)::DOUBLE AS monetary_mean,
-    coalesce(p.spend_90d, 0)::DOUBLE AS spend_90d,
-    coalesce(p.orders_90d, 0)::DOUBLE AS orders_90d,
-    date_diff('second', cs.signup_ts, cs.snapshot_ts) / {_DAY_S} AS tenure_days,
-    coalesce(p.spend_30d, 0)::DOUBLE AS spend_30d,
-    coalesce(p.spend_365d, 0)::DOUBLE AS spend_365d,
-    coalesce(p.orders_30d, 0)::DOUBLE AS orders_30d,
-    coalesce(p.orders_365d, 0)::DOUBLE AS orders_365d,
-    coalesce(sqrt(greatest(p.spend2 / p.n - (p.spend / p.n) ** 2, 0)), 0)::DOUBLE AS order_value_std,
-    coalesce(p.max_amount, 0)::DOUBLE AS order_value_max,
-    date_diff('second', coalesce(p.first_ts, cs.signup_ts), cs.snapshot_ts) / {_DAY_S}
-        AS days_since_first_order,
-    CASE WHEN p.n_gaps > 0 THEN p.gaps / p.n_gaps
-         ELSE date_diff('second', coalesce(p.first_ts, cs.signup_ts), cs.snapshot_ts) / {_DAY_S}
-    END::DOUBLE AS interpurchase_mean_days,
-    CASE WHEN p.n_gaps > 0 THEN sqrt(greatest(p.gaps2 / p.n_gaps - (p.gaps / p.n_gaps) ** 2, 0))
-         ELSE 0 END::DOUBLE AS interpurchase_std_days,
-    coalesce(p.orders_30d - p.orders_prev_30d, 0)::DOUBLE AS orders_trend_30d,
-    coalesce(p.spend_30d - p.spend_prev_30d, 0)::DOUBLE AS spend_trend_30d"""),
-    BASKET.name: (_cuts("b_cuts", (), since_ever=True) + """,
-b_lines AS (  -- each line with its order's customer and time and its product's category; a return
-              -- is known from max(order_ts, return_ts) on (null: not returned)
-    SELECT o.customer_id, o.order_ts,
-        CASE WHEN l.return_ts IS NOT NULL THEN greatest(o.order_ts, l.return_ts) END AS known_returned_ts,
+        coalesce(sum(spend) FILTER (WHERE w.in_30d), 0) AS spend_30d,
+        coalesce(sum(spend) FILTER (WHERE w.in_prev_30d), 0) AS spend_prev_30d,
+        coalesce(sum(spend) FILTER (WHERE w.in_90d), 0) AS spend_90d,
+        coalesce(sum(spend) FILTER (WHERE w.in_365d), 0) AS spend_365d,
+        coalesce(sum(n) FILTER (WHERE w.in_30d), 0) AS orders_30d,
+        coalesce(sum(n) FILTER (WHERE w.in_prev_30d), 0) AS orders_prev_30d,
+        coalesce(sum(n) FILTER (WHERE w.in_90d), 0) AS orders_90d,
+        coalesce(sum(n) FILTER (WHERE w.in_365d), 0) AS orders_365d
+    FROM p_seg JOIN purchase_features_windows w USING (seg)
+    GROUP BY p_seg.customer_id, w.snapshot_ts
+)"""
+
+
+def _basket_ctes(seg: _Segments) -> str:
+    return f"""
+b_lines AS (  -- each line with its order's customer, segment, category; a return is known from
+              -- max(order_ts, return_ts) on (ret_seg: null when not returned)
+    SELECT o.customer_id, {seg.of("o.order_ts")} AS seg,
+        CASE WHEN l.return_ts IS NOT NULL THEN {seg.of("greatest(o.order_ts, l.return_ts)")} END AS ret_seg,
         pr.category, l.quantity * l.unit_price AS gross, l.quantity * l.unit_price * l.discount AS discount
     FROM order_lines l JOIN orders o USING (order_id) JOIN products pr USING (product_id)
 ),
 b_seg AS (
-    SELECT l.customer_id, l.category, c.cut AS seg,
-        count(*) AS n_lines, sum(l.gross) AS gross, sum(l.discount) AS discount
-    FROM b_lines l ASOF JOIN b_cuts c ON l.order_ts >= c.cut
-    GROUP BY l.customer_id, l.category, c.cut
+    SELECT customer_id, category, seg, count(*) AS n_lines, sum(gross) AS gross, sum(discount) AS discount
+    FROM b_lines GROUP BY customer_id, category, seg
 ),
 b_cat AS (
-    SELECT b_seg.customer_id, s.snapshot_ts, b_seg.category,
+    SELECT b_seg.customer_id, w.snapshot_ts, b_seg.category,
         sum(n_lines) AS n_lines, sum(gross) AS gross, sum(discount) AS discount
-    FROM b_seg JOIN snaps s ON b_seg.seg < s.snapshot_ts
-    GROUP BY b_seg.customer_id, s.snapshot_ts, b_seg.category
+    FROM b_seg JOIN basket_features_windows w USING (seg)
+    GROUP BY b_seg.customer_id, w.snapshot_ts, b_seg.category
 ),
 b_buy AS (
     SELECT customer_id, snapshot_ts, sum(n_lines) AS n_lines, sum(gross) AS gross,
@@ -145,49 +147,43 @@ b_buy AS (
     FROM b_cat GROUP BY customer_id, snapshot_ts
 ),
 b_ret_seg AS (
-    SELECT l.customer_id, c.cut AS seg, count(*) AS n_returned
-    FROM b_lines l ASOF JOIN b_cuts c ON l.known_returned_ts >= c.cut
-    WHERE l.known_returned_ts IS NOT NULL
-    GROUP BY l.customer_id, c.cut
+    SELECT customer_id, ret_seg AS seg, count(*) AS n_returned
+    FROM b_lines WHERE ret_seg IS NOT NULL GROUP BY customer_id, ret_seg
 ),
 b_ret AS (
-    SELECT b_ret_seg.customer_id, s.snapshot_ts, sum(n_returned) AS n_returned
-    FROM b_ret_seg JOIN snaps s ON b_ret_seg.seg < s.snapshot_ts
-    GROUP BY b_ret_seg.customer_id, s.snapshot_ts
-)""", "LEFT JOIN b_buy USING (customer_id, snapshot_ts)\nLEFT JOIN b_ret USING (customer_id, snapshot_ts)",
-        """
-    CASE WHEN b_buy.gross > 0 THEN b_buy.discount / b_buy.gross ELSE 0 END::DOUBLE AS discount_share,
-    CASE WHEN b_buy.n_lines > 0 THEN coalesce(b_ret.n_returned, 0) / b_buy.n_lines
-         ELSE 0 END::DOUBLE AS return_rate,
-    CASE WHEN b_buy.gross > 0  -- -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
-         THEN greatest(ln(b_buy.gross) - coalesce(b_buy.gross_ln_gross, 0) / b_buy.gross, 0)
-         ELSE 0 END::DOUBLE AS category_entropy,
-    CASE WHEN b_buy.gross > 0 THEN b_buy.top_gross / b_buy.gross ELSE 0 END::DOUBLE AS top_category_share"""),
-    ENGAGEMENT.name: (_cuts("e_cuts", (7, 30, 60, 90), since_ever=False) + f""",
+    SELECT b_ret_seg.customer_id, w.snapshot_ts, sum(n_returned) AS n_returned
+    FROM b_ret_seg JOIN basket_features_windows w USING (seg)
+    GROUP BY b_ret_seg.customer_id, w.snapshot_ts
+)"""
+
+
+def _engagement_ctes(seg: _Segments) -> str:
+    return f"""
 e_seg AS (  -- per customer, session and segment: events of each type
-    SELECT e.customer_id, e.session_id, c.cut AS seg,
-        count(*) FILTER (WHERE e.event_type = 'view') AS views,
-        count(*) FILTER (WHERE e.event_type = 'search') AS searches,
-        count(*) FILTER (WHERE e.event_type = 'add_to_cart') AS cart_adds,
-        count(*) FILTER (WHERE e.event_type = 'checkout') AS checkouts
-    FROM events e ASOF JOIN e_cuts c ON e.event_ts >= c.cut
-    GROUP BY e.customer_id, e.session_id, c.cut
+    SELECT customer_id, session_id, {seg.of("event_ts")} AS seg,
+        count(*) FILTER (WHERE event_type = 'view') AS views,
+        count(*) FILTER (WHERE event_type = 'search') AS searches,
+        count(*) FILTER (WHERE event_type = 'add_to_cart') AS cart_adds,
+        count(*) FILTER (WHERE event_type = 'checkout') AS checkouts
+    FROM events
+    WHERE event_ts >= TIMESTAMPTZ '{seg.cuts[0].strftime("%Y-%m-%d %H:%M:%S.%f")}+00'
+    GROUP BY customer_id, session_id, seg
 ),
 e_sess AS (  -- per customer, snapshot and session with an event in the 90 days before the snapshot
-    SELECT e_seg.customer_id, s.snapshot_ts, e_seg.session_id,
-        bool_or({_within(7)}) AS in_7d, bool_or({_within(30)}) AS in_30d,
-        bool_or({_within(60, 30)}) AS in_prev_30d,
-        coalesce(sum(views) FILTER (WHERE {_within(7)}), 0) AS views_7d,
-        coalesce(sum(views) FILTER (WHERE {_within(30)}), 0) AS views_30d,
-        coalesce(sum(searches) FILTER (WHERE {_within(7)}), 0) AS searches_7d,
-        coalesce(sum(searches) FILTER (WHERE {_within(30)}), 0) AS searches_30d,
-        coalesce(sum(cart_adds) FILTER (WHERE {_within(7)}), 0) AS cart_adds_7d,
-        coalesce(sum(cart_adds) FILTER (WHERE {_within(30)}), 0) AS cart_adds_30d,
-        coalesce(sum(checkouts) FILTER (WHERE {_within(7)}), 0) AS checkouts_7d,
-        coalesce(sum(checkouts) FILTER (WHERE {_within(30)}), 0) AS checkouts_30d,
+    SELECT e_seg.customer_id, w.snapshot_ts, e_seg.session_id,
+        bool_or(w.in_7d) AS in_7d, bool_or(w.in_30d) AS in_30d, bool_or(w.in_prev_30d) AS in_prev_30d,
+        coalesce(sum(views) FILTER (WHERE w.in_7d), 0) AS views_7d,
+        coalesce(sum(views) FILTER (WHERE w.in_30d), 0) AS views_30d,
+        coalesce(sum(searches) FILTER (WHERE w.in_7d), 0) AS searches_7d,
+        coalesce(sum(searches) FILTER (WHERE w.in_30d), 0) AS searches_30d,
+        coalesce(sum(cart_adds) FILTER (WHERE w.in_7d), 0) AS cart_adds_7d,
+        coalesce(sum(cart_adds) FILTER (WHERE w.in_30d), 0) AS cart_adds_30d,
+        coalesce(sum(checkouts) FILTER (WHERE w.in_7d), 0) AS checkouts_7d,
+        coalesce(sum(checkouts) FILTER (WHERE w.in_30d), 0) AS checkouts_30d,
         sum(cart_adds) > 0 AS carted, sum(checkouts) > 0 AS checked_out
-    FROM e_seg JOIN snaps s ON e_seg.seg < s.snapshot_ts AND {_within(90)}
-    GROUP BY e_seg.customer_id, s.snapshot_ts, e_seg.session_id
+    FROM e_seg JOIN engagement_features_windows w USING (seg)
+    WHERE w.in_90d
+    GROUP BY e_seg.customer_id, w.snapshot_ts, e_seg.session_id
 ),
 e AS (
     SELECT customer_id, snapshot_ts,
@@ -200,7 +196,45 @@ e AS (
         count(*) FILTER (WHERE carted) AS cart_sessions_90d,
         count(*) FILTER (WHERE carted AND NOT checked_out) AS abandoned_90d
     FROM e_sess GROUP BY customer_id, snapshot_ts
-)""", "LEFT JOIN e USING (customer_id, snapshot_ts)", """
+)"""
+
+
+# Per feature group: its CTEs (one row per customer and snapshot with activity; a function of the
+# group's segments where it uses them), how it joins onto the customer snapshots, and its select
+# list (the documented values where the customer had no activity).
+_GROUP_SQL: dict[str, tuple[str | Callable[[_Segments], str], str, str]] = {
+    PURCHASE.name: (_purchase_ctes, "LEFT JOIN p USING (customer_id, snapshot_ts)", f"""
+    {_days_between("coalesce(p.last_ts, cs.signup_ts)", "cs.snapshot_ts")} AS recency_days,
+    coalesce(p.n, 0)::DOUBLE AS frequency,
+    coalesce(p.spend / p.n, 0)::DOUBLE AS monetary_mean,
+    coalesce(p.spend_90d, 0)::DOUBLE AS spend_90d,
+    coalesce(p.orders_90d, 0)::DOUBLE AS orders_90d,
+    {_days_between("cs.signup_ts", "cs.snapshot_ts")} AS tenure_days,
+    coalesce(p.spend_30d, 0)::DOUBLE AS spend_30d,
+    coalesce(p.spend_365d, 0)::DOUBLE AS spend_365d,
+    coalesce(p.orders_30d, 0)::DOUBLE AS orders_30d,
+    coalesce(p.orders_365d, 0)::DOUBLE AS orders_365d,
+    coalesce(sqrt(greatest(p.spend2 / p.n - (p.spend / p.n) ** 2, 0)), 0)::DOUBLE AS order_value_std,
+    coalesce(p.max_amount, 0)::DOUBLE AS order_value_max,
+    {_days_between("coalesce(p.first_ts, cs.signup_ts)", "cs.snapshot_ts")} AS days_since_first_order,
+    CASE WHEN p.n_gaps > 0 THEN p.gaps / p.n_gaps
+         ELSE {_days_between("coalesce(p.first_ts, cs.signup_ts)", "cs.snapshot_ts")}
+    END::DOUBLE AS interpurchase_mean_days,
+    CASE WHEN p.n_gaps > 0 THEN sqrt(greatest(p.gaps2 / p.n_gaps - (p.gaps / p.n_gaps) ** 2, 0))
+         ELSE 0 END::DOUBLE AS interpurchase_std_days,
+    coalesce(p.orders_30d - p.orders_prev_30d, 0)::DOUBLE AS orders_trend_30d,
+    coalesce(p.spend_30d - p.spend_prev_30d, 0)::DOUBLE AS spend_trend_30d"""),
+    BASKET.name: (_basket_ctes, "LEFT JOIN b_buy USING (customer_id, snapshot_ts)\n"
+                                "LEFT JOIN b_ret USING (customer_id, snapshot_ts)",
+        """
+    CASE WHEN b_buy.gross > 0 THEN b_buy.discount / b_buy.gross ELSE 0 END::DOUBLE AS discount_share,
+    CASE WHEN b_buy.n_lines > 0 THEN coalesce(b_ret.n_returned, 0) / b_buy.n_lines
+         ELSE 0 END::DOUBLE AS return_rate,
+    CASE WHEN b_buy.gross > 0  -- -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
+         THEN greatest(ln(b_buy.gross) - coalesce(b_buy.gross_ln_gross, 0) / b_buy.gross, 0)
+         ELSE 0 END::DOUBLE AS category_entropy,
+    CASE WHEN b_buy.gross > 0 THEN b_buy.top_gross / b_buy.gross ELSE 0 END::DOUBLE AS top_category_share"""),
+    ENGAGEMENT.name: (_engagement_ctes, "LEFT JOIN e USING (customer_id, snapshot_ts)", """
     coalesce(e.sessions_7d, 0)::DOUBLE AS sessions_7d,
     coalesce(e.sessions_30d, 0)::DOUBLE AS sessions_30d,
     coalesce(e.views_7d, 0)::DOUBLE AS views_7d,
@@ -226,8 +260,10 @@ r AS (
 }
 
 
-def _features_sql(groups: list[FeatureGroup]) -> str:
-    ctes = ",".join([_CUSTOMER_SNAPSHOTS, *(_GROUP_SQL[g.name][0] for g in groups)])
+def _features_sql(groups: list[FeatureGroup], segments: dict[str, _Segments]) -> str:
+    ctes = [_GROUP_SQL[g.name][0] for g in groups]
+    ctes = ",".join([_CUSTOMER_SNAPSHOTS, *(c(segments[g.name]) if callable(c) else c
+                                            for g, c in zip(groups, ctes, strict=True))])
     selects = ",".join(_GROUP_SQL[g.name][2] for g in groups)
     joins = "\n".join(_GROUP_SQL[g.name][1] for g in groups)
     return (f"WITH {ctes}\nSELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},{selects}\n"
@@ -261,8 +297,7 @@ def _connect(raw_dir: Path, snapshots: list[datetime]):
     for table in available_tables(raw_dir):
         path = raw_dir / f"{table}.parquet"
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path.as_posix()}')")
-    snaps = pd.DataFrame({"snapshot_ts": pd.to_datetime(snapshots, utc=True)})
-    con.register("snaps", snaps)
+    con.register("snaps", pd.DataFrame({"snapshot_ts": pd.to_datetime(snapshots, utc=True)}))
     return con
 
 
@@ -281,7 +316,10 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     if lacking or PURCHASE not in groups:
         raise ValueError(f"{raw_dir} lacks the tables of feature groups {lacking or [PURCHASE.name]}")
     con = _connect(raw_dir, snapshots)
-    frame = _utc_frame(con.execute(_features_sql(groups)).df())
+    segments = {name: _segments(snapshots, days) for name, days in _GROUP_WINDOWS.items()}
+    for name, seg in segments.items():
+        con.register(f"{name}_windows", seg.windows)
+    frame = _utc_frame(con.execute(_features_sql(groups, segments)).df())
     return frame[[ENTITY_KEY, TIMESTAMP, *feature_names(groups)]]
 
 
