@@ -5,8 +5,8 @@ snapshots ending at the end of history.
 
 Each build runs in its own child process (`--worker`), timed there from reading the parquet
 tables to the finished feature frame (writing it out is not timed); its peak RSS is the child's
-ru_maxrss (resource.getrusage(RUSAGE_SELF)), which includes the interpreter and its imports
-(reported separately as `rss_before_mb`). DuckDB runs `--runs` times (median reported), pandas
+VmHWM from /proc/self/status (ru_maxrss where there is none), which includes the interpreter and
+its imports (reported separately as `rss_before_mb`). DuckDB runs `--runs` times (median reported), pandas
 once, on `--pandas-customers` customers (all by default) with rows/s scaled from that subset.
 The two outputs are compared on every row and column the pandas run covers.
 
@@ -44,6 +44,13 @@ DAY = pd.Timedelta(days=1)
 
 
 def _rss_mb() -> float:
+    """This process's peak RSS: VmHWM (reset by exec, unlike ru_maxrss, which a child started by
+    the parent inherits from it), else ru_maxrss."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
