@@ -14,7 +14,7 @@ from custintel.data.importer import derive_tables, read_log, resolve_path, write
 from custintel.data.validation import validate_raw
 from custintel.errors import UserError
 from custintel.features.point_in_time import available_tables, compute_features
-from custintel.features.schema import PURCHASE, groups_for_tables
+from custintel.features.schema import BASKET, ENGAGEMENT, PURCHASE, groups_for_tables
 from custintel.paths import DataPaths
 from custintel.steps.ingest import ingest
 from tests.conftest import tiny_params
@@ -141,10 +141,17 @@ def test_imported_data_has_purchase_features_only(tmp_path, log_csv):
     assert groups_for_tables(available_tables(clean)) == [PURCHASE]
     features = compute_features(clean, [datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 5, 1, tzinfo=UTC)])
     assert list(features.columns[2:]) == list(PURCHASE.features)  # no sessions or reviews columns at all
+    # discounts, returns and categories are unknown in such a log: absent, not a made-up 0
+    assert not set(features.columns) & {*BASKET.features, *ENGAGEMENT.features}
+    assert features[list(PURCHASE.features)].notna().all().all()
     may = features[features["event_timestamp"] == pd.Timestamp("2024-05-01", tz="UTC")]
     may = may.set_index("customer_id")
     assert may.loc[1, "frequency"] == 1 and may.loc[1, "monetary_mean"] == pytest.approx(15.0)
     assert may.loc[3, "frequency"] == 1  # C9: the refund row was quarantined, its April order counts
+    # A7 bought once, on 2024-01-05: the open interval since then stands in for the mean gap
+    assert may.loc[1, "interpurchase_mean_days"] == pytest.approx(117.0)
+    assert may.loc[1, "days_since_first_order"] == pytest.approx(117.0)
+    assert may.loc[3, "spend_30d"] == pytest.approx(12.0) and may.loc[3, "orders_trend_30d"] == 1
 
 
 def test_validation_drops_tables_of_a_previous_version(tmp_path, log_csv):

@@ -31,17 +31,50 @@ PURCHASE = FeatureGroup("purchase_features", ("customers", "orders"), {
     "spend_90d": "spend in the 90 days before the snapshot",
     "orders_90d": "orders in the 90 days before the snapshot",
     "tenure_days": "days since signup",
+    "spend_30d": "spend in the 30 days before the snapshot",
+    "spend_365d": "spend in the 365 days before the snapshot",
+    "orders_30d": "orders in the 30 days before the snapshot",
+    "orders_365d": "orders in the 365 days before the snapshot",
+    "order_value_std": "population standard deviation of order values (0 with fewer than 2 orders)",
+    "order_value_max": "largest order value (0 without orders)",
+    "days_since_first_order": "days since the first order (days since signup when there is none)",
+    "interpurchase_mean_days": "mean days between consecutive orders; with fewer than 2 orders the "
+                               "open interval so far, days_since_first_order",
+    "interpurchase_std_days": "population standard deviation of the days between consecutive orders "
+                              "(0 with fewer than 3 orders)",
+    "orders_trend_30d": "orders in the 30 days before the snapshot minus orders in the 30 days before those",
+    "spend_trend_30d": "spend in the 30 days before the snapshot minus spend in the 30 days before those",
 }, "Recency, frequency and monetary features from the order history")
+BASKET = FeatureGroup("basket_features", ("customers", "orders", "order_lines", "products"), {
+    "discount_share": "share of the gross value of lines bought (quantity x unit price) given as discount "
+                      "(0 without lines)",
+    "return_rate": "share of the lines bought that were returned before the snapshot (0 without lines)",
+    "category_entropy": "entropy (nats) of the categories' shares of the gross value of lines bought "
+                        "(0 without lines)",
+    "top_category_share": "the largest category's share of the gross value of lines bought (0 without lines)",
+}, "Basket composition from order lines and products: discounts, returns, category mix")
 ENGAGEMENT = FeatureGroup("engagement_features", ("events",), {
-    "sessions_30d": "browsing sessions in the 30 days before the snapshot",
+    "sessions_7d": "browsing sessions with an event in the 7 days before the snapshot",
+    "sessions_30d": "browsing sessions with an event in the 30 days before the snapshot",
+    "views_7d": "product views in the 7 days before the snapshot",
+    "views_30d": "product views in the 30 days before the snapshot",
+    "searches_7d": "searches in the 7 days before the snapshot",
+    "searches_30d": "searches in the 30 days before the snapshot",
+    "cart_adds_7d": "add-to-cart events in the 7 days before the snapshot",
     "cart_adds_30d": "add-to-cart events in the 30 days before the snapshot",
+    "checkouts_7d": "checkout events in the 7 days before the snapshot",
+    "checkouts_30d": "checkout events in the 30 days before the snapshot",
+    "cart_sessions_90d": "sessions with an add-to-cart in the 90 days before the snapshot",
+    "cart_abandon_rate_90d": "share of those sessions without a checkout in the window (0 without any)",
+    "sessions_trend_30d": "sessions in the 30 days before the snapshot minus sessions in the 30 days "
+                          "before those",
 }, "Browsing behaviour from sessions and events")
 REVIEWS = FeatureGroup("review_features", ("reviews",), {
     "review_count": "reviews written before the snapshot",
     "mean_rating": "mean review rating (0 without reviews)",
 }, "Review activity and tone")
 
-GROUPS: tuple[FeatureGroup, ...] = (PURCHASE, ENGAGEMENT, REVIEWS)
+GROUPS: tuple[FeatureGroup, ...] = (PURCHASE, BASKET, ENGAGEMENT, REVIEWS)
 FEATURES: dict[str, str] = {name: text for group in GROUPS for name, text in group.features.items()}
 FEATURE_NAMES: list[str] = list(FEATURES)  # every feature, when every table is present
 

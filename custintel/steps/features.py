@@ -14,7 +14,7 @@ from custintel.features.schema import FeatureGroup, groups_by_name, groups_for_t
 from custintel.paths import DataPaths
 
 log = logging.getLogger(__name__)
-FEATURES_CODE_VERSION = 5  # bump when feature code changes its output for the same data
+FEATURES_CODE_VERSION = 6  # bump when feature code changes its output for the same data
 
 
 def build_features(settings: Settings, data_version: str, force: bool = False) -> dict:
