@@ -174,6 +174,8 @@ def _anchor_directions() -> tuple[np.ndarray, np.ndarray]:
 
 def sentiment(embeddings: np.ndarray) -> np.ndarray:
     """cos(embedding, positive anchors) - cos(embedding, negative anchors); embeddings are unit-norm."""
+    if len(embeddings) == 0:
+        return np.zeros(0, np.float64)
     pos, neg = _anchor_directions()
     return (embeddings @ pos - embeddings @ neg).astype(np.float64)
 
@@ -234,6 +236,17 @@ def _with_text(reviews: pd.DataFrame) -> pd.DataFrame:
     return reviews.assign(text=text)[text != ""]
 
 
+def _saved_projection(folder: Path | None, fingerprint: str) -> Projection | None:
+    """The projection saved in `folder` when it was fitted on the same texts with the same settings."""
+    if folder is None or not all((folder / name).is_file() for name in (PROJECTION_JSON, PROJECTION_NPZ)):
+        return None
+    saved = Projection.load(folder)
+    if saved.meta.get("fingerprint") != fingerprint:
+        return None
+    log.info("reusing the text projection in %s", folder)
+    return saved
+
+
 def review_text_table(reviews: pd.DataFrame, fit_before: datetime,
                       projection_dir: Path | None = None) -> tuple[pd.DataFrame, Projection]:
     """Per review with text: review_id, review_sentiment, review_emb_0..k-1.
@@ -250,12 +263,7 @@ def review_text_table(reviews: pd.DataFrame, fit_before: datetime,
                 "dims": REVIEW_EMBEDDING_DIMS, "fit_before": pd.Timestamp(fit_before).isoformat(),
                 "fit_reviews": int(before.sum()), "fit_distinct_texts": int((counts > 0).sum()),
                 "fingerprint": _fingerprint(unique[counts > 0], counts[counts > 0])}
-    projection = None
-    if projection_dir is not None and (projection_dir / PROJECTION_JSON).is_file():
-        saved = Projection.load(projection_dir)
-        if saved.meta.get("fingerprint") == fit_meta["fingerprint"]:
-            projection = saved
-            log.info("reusing the text projection in %s", projection_dir)
+    projection = _saved_projection(projection_dir, fit_meta["fingerprint"])
     if projection is None:
         projection = fit_projection(emb[counts > 0], counts[counts > 0], fit_meta)
         if projection_dir is not None:

@@ -34,7 +34,11 @@ def build_features(settings: Settings, data_version: str, force: bool = False) -
     snapshots = settings.snapshot_dates()
     groups = groups_for_tables(available_tables(paths.clean))
     paths.offline.mkdir(parents=True, exist_ok=True)
-    review_text, text_meta = _build_review_text(paths, snapshots) if TEXT in groups else (None, None)
+    review_text, text_meta = None, None
+    if TEXT in groups:
+        review_text, text_meta = _build_review_text(paths, snapshots)
+    else:  # no reviews in this data: no per-review table left from an earlier dataset
+        (paths.offline / text.REVIEW_TEXT_FILE).unlink(missing_ok=True)
     features = compute_features(paths.clean, snapshots, groups, review_text=review_text)
     labels = compute_labels(paths.clean, snapshots, settings.features.horizon_days, snapshots[-1])
     features.to_parquet(paths.features_file, index=False)
