@@ -34,12 +34,12 @@ from custintel.features.schema import (
     ENGAGEMENT,
     ENTITY_KEY,
     PURCHASE,
-    REVIEWS,
     TIMESTAMP,
     feature_names,
 )
 
-GROUPS = [PURCHASE, BASKET, ENGAGEMENT, REVIEWS]
+# The text group (sentence embeddings) has its own benchmark: benchmarks/text_features.py.
+GROUPS = [PURCHASE, BASKET, ENGAGEMENT]
 DAY = pd.Timedelta(days=1)
 
 
@@ -129,11 +129,6 @@ def _engagement(events: pd.DataFrame, base: pd.DataFrame, s: pd.Timestamp) -> pd
     return f
 
 
-def _reviews(reviews: pd.DataFrame, base: pd.DataFrame, s: pd.Timestamp) -> pd.DataFrame:
-    g = reviews[reviews["review_ts"] < s].groupby("customer_id")["rating"]
-    return base[[]].join(pd.DataFrame({"review_count": g.size(), "mean_rating": g.mean()})).fillna(0.0)
-
-
 def pandas_features(raw: Path, snapshots: list[datetime], customer_limit: int | None) -> pd.DataFrame:
     def read(table: str, columns: list[str]) -> pd.DataFrame:
         frame = pd.read_parquet(raw / f"{table}.parquet", columns=columns)
@@ -155,13 +150,11 @@ def pandas_features(raw: Path, snapshots: list[datetime], customer_limit: int | 
     lines["return_ts"] = lines["return_ts"].where(lines["return_ts"].isna(),
                                                   np.maximum(lines["return_ts"], lines["order_ts"]))
     events = read("events", ["session_id", "customer_id", "event_ts", "event_type"])
-    reviews = read("reviews", ["customer_id", "review_ts", "rating"])
     frames = []
     for snap in snapshots:
         s = pd.Timestamp(snap)
         base = customers[customers["signup_ts"] < s].set_index("customer_id").sort_index()
-        parts = [_purchase(orders, base, s), _basket(lines, base, s), _engagement(events, base, s),
-                 _reviews(reviews, base, s)]
+        parts = [_purchase(orders, base, s), _basket(lines, base, s), _engagement(events, base, s)]
         f = pd.concat([p[list(g.features)] for p, g in zip(parts, GROUPS, strict=True)], axis=1)
         frames.append(f.astype("float64").reset_index().assign(**{TIMESTAMP: s}))
     out = pd.concat(frames, ignore_index=True)

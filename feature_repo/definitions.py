@@ -1,5 +1,5 @@
 """Feast objects for the customer features: entity, file source, one feature view per feature
-group (purchase, basket, engagement, reviews) and the model's feature service.
+group (purchase, basket, engagement, review text) and the model's feature service.
 
 Only declarations live here (`feast apply` imports every file of this folder). The platform
 calls `build_definitions()` with paths under its data directory and the groups its data has
@@ -41,7 +41,7 @@ def build_definitions(features_path: str, ttl_days: int, groups: Sequence[Featur
     return [customer, source, *views, service]
 
 
-(customer, customer_source, purchase_features, basket_features, engagement_features, review_features,
+(customer, customer_source, purchase_features, basket_features, engagement_features, text_features,
  churn_value_v1) = (
     build_definitions(
         os.environ.get("CUSTINTEL_FEATURES_PATH", "../data/offline/customer_features.parquet"),

@@ -22,7 +22,8 @@ from custintel.features.schema import (
     ENTITY_KEY,
     GROUPS,
     PURCHASE,
-    REVIEWS,
+    REVIEW_EMB_FEATURES,
+    TEXT,
     TIMESTAMP,
     VALUE_LABEL,
     FeatureGroup,
@@ -202,6 +203,12 @@ e AS (
 # Per feature group: its CTEs (one row per customer and snapshot with activity; a function of the
 # group's segments where it uses them), how it joins onto the customer snapshots, and its select
 # list (the documented values where the customer had no activity).
+# The text group reads `review_text` (one row per review with text: its sentiment and projected
+# embedding, custintel.features.text) beside `reviews`; reviews without text count in review_count
+# and mean_rating only. Means are 0 where a customer has no review (with text) before the snapshot.
+_TEXT_MEANS = ",".join(f"\n        avg(rt.{c}) AS {c}" for c in REVIEW_EMB_FEATURES)
+_TEXT_SELECTS = ",".join(f"\n    coalesce(rv.{c}, 0)::DOUBLE AS {c}" for c in REVIEW_EMB_FEATURES)
+
 _GROUP_SQL: dict[str, tuple[str | Callable[[_Segments], str], str, str]] = {
     PURCHASE.name: (_purchase_ctes, "LEFT JOIN p USING (customer_id, snapshot_ts)", f"""
     {_days_between("coalesce(p.last_ts, cs.signup_ts)", "cs.snapshot_ts")} AS recency_days,
@@ -249,14 +256,17 @@ _GROUP_SQL: dict[str, tuple[str | Callable[[_Segments], str], str, str]] = {
     CASE WHEN e.cart_sessions_90d > 0 THEN e.abandoned_90d / e.cart_sessions_90d
          ELSE 0 END::DOUBLE AS cart_abandon_rate_90d,
     coalesce(e.sessions_30d - e.sessions_prev_30d, 0)::DOUBLE AS sessions_trend_30d"""),
-    REVIEWS.name: ("""
-r AS (
-    SELECT cs.customer_id, cs.snapshot_ts, count(*) AS review_count, avg(r.rating) AS mean_rating
+    TEXT.name: (f"""
+rv AS (
+    SELECT cs.customer_id, cs.snapshot_ts, count(*) AS review_count, avg(r.rating) AS mean_rating,
+        avg(rt.review_sentiment) AS review_sentiment,{_TEXT_MEANS}
     FROM cs JOIN reviews r ON r.customer_id = cs.customer_id AND r.review_ts < cs.snapshot_ts
+    LEFT JOIN review_text rt ON rt.review_id = r.review_id
     GROUP BY cs.customer_id, cs.snapshot_ts
-)""", "LEFT JOIN r USING (customer_id, snapshot_ts)", """
-    coalesce(r.review_count, 0)::DOUBLE AS review_count,
-    coalesce(r.mean_rating, 0)::DOUBLE AS mean_rating"""),
+)""", "LEFT JOIN rv USING (customer_id, snapshot_ts)", f"""
+    coalesce(rv.review_count, 0)::DOUBLE AS review_count,
+    coalesce(rv.mean_rating, 0)::DOUBLE AS mean_rating,
+    coalesce(rv.review_sentiment, 0)::DOUBLE AS review_sentiment,{_TEXT_SELECTS}"""),
 }
 
 
@@ -308,9 +318,13 @@ def _utc_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def compute_features(raw_dir: Path, snapshots: list[datetime],
-                     groups: list[FeatureGroup] | None = None) -> pd.DataFrame:
+                     groups: list[FeatureGroup] | None = None,
+                     review_text: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (customer signed up before the snapshot, snapshot) with the features of `groups`
-    (default: every group whose tables `raw_dir` holds)."""
+    (default: every group whose tables `raw_dir` holds).
+
+    `review_text` is the per-review table of `custintel.features.text.review_text_table` for the
+    text group; without it, it is computed here (projection fitted before the first snapshot, not saved)."""
     groups = groups_for_tables(available_tables(raw_dir)) if groups is None else groups
     lacking = [g.name for g in groups if not set(g.tables) <= set(available_tables(raw_dir))]
     if lacking or PURCHASE not in groups:
@@ -319,8 +333,17 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     segments = {name: _segments(snapshots, days) for name, days in _GROUP_WINDOWS.items()}
     for name, seg in segments.items():
         con.register(f"{name}_windows", seg.windows)
+    if TEXT in groups:
+        con.register("review_text", _review_text(raw_dir, snapshots) if review_text is None else review_text)
     frame = _utc_frame(con.execute(_features_sql(groups, segments)).df())
     return frame[[ENTITY_KEY, TIMESTAMP, *feature_names(groups)]]
+
+
+def _review_text(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
+    from custintel.features.text import review_text_table
+
+    reviews = pd.read_parquet(raw_dir / "reviews.parquet", columns=["review_id", "review_ts", "text"])
+    return review_text_table(reviews, min(snapshots))[0]
 
 
 def compute_labels(raw_dir: Path, snapshots: list[datetime], horizon_days: int,

@@ -69,12 +69,19 @@ ENGAGEMENT = FeatureGroup("engagement_features", ("events",), {
     "sessions_trend_30d": "sessions in the 30 days before the snapshot minus sessions in the 30 days "
                           "before those",
 }, "Browsing behaviour from sessions and events")
-REVIEWS = FeatureGroup("review_features", ("reviews",), {
+REVIEW_EMBEDDING_DIMS = 8  # dimensions of the projected review embedding (custintel.features.text)
+REVIEW_EMB_FEATURES = tuple(f"review_emb_{i}" for i in range(REVIEW_EMBEDDING_DIMS))
+TEXT = FeatureGroup("text_features", ("reviews",), {
     "review_count": "reviews written before the snapshot",
     "mean_rating": "mean review rating (0 without reviews)",
-}, "Review activity and tone")
+    "review_sentiment": "mean sentiment of the review texts, about -0.5..0.5, > 0 positive "
+                        "(0 without reviews with text)",
+    **{name: f"mean review embedding, projected dimension {i} "
+             "(0 = the average review; 0 without reviews with text)"
+       for i, name in enumerate(REVIEW_EMB_FEATURES)},
+}, "Review activity, rating, sentiment and wording (MiniLM sentence embedding, projected)")
 
-GROUPS: tuple[FeatureGroup, ...] = (PURCHASE, BASKET, ENGAGEMENT, REVIEWS)
+GROUPS: tuple[FeatureGroup, ...] = (PURCHASE, BASKET, ENGAGEMENT, TEXT)
 FEATURES: dict[str, str] = {name: text for group in GROUPS for name, text in group.features.items()}
 FEATURE_NAMES: list[str] = list(FEATURES)  # every feature, when every table is present
 
