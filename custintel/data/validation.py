@@ -17,12 +17,14 @@ datetime64[ns, UTC], bool; text as it came); quarantined rows keep their raw val
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -220,30 +222,79 @@ def _validate_table(con, schema: TableSchema, path: Path, clean_dir: Path, quara
     if schema.timestamp:
         conditions.append((f"{value[schema.timestamp]} > {_literal(end)}",
                            f"{schema.timestamp}: after the end of history"))
-    joins = ""
-    if schema.unique and not (types[schema.unique] in _INTEGERS and _increasing(file, schema.unique)):
-        # every later row of an id seen before, in file order (ids that only increase have none)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE dups AS SELECT id, min({_ROW}) AS first FROM "
-                    f"(SELECT {exprs[schema.unique]} AS id, r.file_row_number AS {_ROW} "
-                    f"FROM {_source(path)} r) WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1")
-        if con.execute("SELECT count(*) FROM dups").fetchall()[0][0]:
-            joins = f"LEFT JOIN dups ON dups.id = t.{value[schema.unique]}"
-            conditions.append((f"coalesce(t.{_ROW} > dups.first, FALSE)", f"{schema.unique}: duplicate id"))
-    for column, table in schema.foreign_keys.items():
-        if table in known_ids:
-            parent_file = _text(known_ids[table].as_posix())
-            parent = f"SELECT {_ident(ID_COLUMN[table])} FROM read_parquet({parent_file})"
-            conditions.append((f"({value[column]} IS NOT NULL AND {value[column]} NOT IN ({parent}))",
-                               f"{column}: unknown in {table}"))
     reason = ", ".join(f"CASE WHEN {cond} THEN {_text(text)} END" for cond, text in conditions)
     changed = [name for name in by_name if value_changes(by_name[name], types[name])]
     outputs = [f"t.{value[name]} AS {_ident(name)}" if name in by_name else f"t.{_ident(name)}"
                for name in columns]
     outputs += [f"t.{_ident(name)} AS {_ident('__raw_' + name)}" for name in changed]
     extra = [f"r.{_ident(name)}" for name in columns if name not in by_name or name in changed]
-    query = (f"SELECT {', '.join(outputs)}, concat_ws('; ', {reason}) AS {_REASON} "
-             f"FROM (SELECT {', '.join(typed + extra)} FROM {_source(path)} r) t {joins}")
-    return _split(con.sql(query), schema, file, columns, changed, clean_dir, quarantine_dir)
+    # No join here: DuckDB keeps the file's row order only without one. Duplicate ids and unknown
+    # parents are looked up batch by batch instead (_Lookup), their reasons appended in this order.
+    query = (f"SELECT {', '.join(outputs)}, t.{_ROW}, concat_ws('; ', {reason}) AS {_REASON} "
+             f"FROM (SELECT {', '.join(typed + extra)} FROM {_source(path)} r) t")
+    parents = [_Lookup(column, f"{column}: unknown in {table}", _ids(known_ids[table], ID_COLUMN[table]))
+               for column, table in schema.foreign_keys.items() if table in known_ids]
+
+    def split(lookups: list[_Lookup], increasing: str | None = None) -> dict:
+        return _split(con, query, schema, file, columns, changed, clean_dir, quarantine_dir, lookups,
+                      increasing)
+
+    if not schema.unique:
+        return split(parents)
+    try:  # ids that only increase in file order repeat none, as in generated data: one pass
+        return split(parents, increasing=schema.unique)
+    except _NotIncreasing:
+        pass
+    # else every later row of an id seen before (in file order) is a duplicate
+    dups = con.execute(f"SELECT id, min({_ROW}) AS first FROM (SELECT {exprs[schema.unique]} AS id, "
+                       f"r.file_row_number AS {_ROW} FROM {_source(path)} r) WHERE id IS NOT NULL "
+                       "GROUP BY id HAVING count(*) > 1 ORDER BY id").fetchnumpy()
+    duplicate = _Lookup(schema.unique, f"{schema.unique}: duplicate id", dups["id"], dups["first"])
+    return split([duplicate, *parents])
+
+
+class _NotIncreasing(Exception):
+    """The table's ids do not only increase in file order."""
+
+
+def _ids(path: Path, column: str) -> np.ndarray:
+    """The sorted ids of a clean parent table."""
+    ids = pq.read_table(path, columns=[column]).column(0).to_numpy()
+    return ids if (ids[1:] > ids[:-1]).all() else np.sort(ids)
+
+
+class _Lookup:
+    """Flags rows whose `column` is not among the sorted `ids` (an unknown parent), or with `first`
+    (the first row of each duplicated id), rows of a duplicated id after its first."""
+
+    def __init__(self, column: str, reason: str, ids: np.ndarray, first: np.ndarray | None = None):
+        self.column, self.reason, self.ids, self.first = column, reason, np.asarray(ids, dtype="int64"), first
+
+    def flags(self, batch: pa.RecordBatch) -> np.ndarray:
+        column = batch.column(self.column)
+        values = pc.fill_null(column, 0).to_numpy()
+        at = np.minimum(np.searchsorted(self.ids, values), max(len(self.ids) - 1, 0))
+        found = self.ids[at] == values if len(self.ids) else np.zeros(len(values), dtype=bool)
+        present = ~pc.is_null(column).to_numpy(zero_copy_only=False)
+        if self.first is None:
+            return present & ~found
+        return present & found & (batch.column(_ROW).to_numpy() > self.first[at])
+
+
+def _with_lookups(batch: pa.RecordBatch, lookups: list[_Lookup]) -> pa.RecordBatch:
+    """The batch with the lookups' reasons appended to those of the rows they flag."""
+    flags = [(mask, lookup.reason) for lookup in lookups if (mask := lookup.flags(batch)).any()]
+    if not flags:
+        return batch
+    reasons = batch.column(_REASON).to_numpy(zero_copy_only=False).astype(object)
+    hit = np.flatnonzero(np.logical_or.reduce([mask for mask, _ in flags]))
+    texts = reasons[hit]
+    for mask, reason in flags:
+        on = mask[hit]
+        texts[on] = np.where(texts[on] == "", reason, texts[on] + "; " + reason)
+    reasons[hit] = texts
+    index = batch.schema.get_field_index(_REASON)
+    return batch.set_column(index, _REASON, pa.array(reasons, type=pa.string()))
 
 
 def value_changes(col: Column, raw_type: str) -> bool:
@@ -269,19 +320,6 @@ def _schemas(schema: TableSchema, file: pq.ParquetFile, columns: list[str]) -> t
     quarantine_frame = raw_frame.assign(**{REASON: pd.Series([], dtype=object)})
     return (pa.Table.from_pandas(clean_frame, schema=clean_types, preserve_index=False).schema,
             pa.Table.from_pandas(quarantine_frame, schema=quarantine_types, preserve_index=False).schema)
-
-
-def _increasing(file: pq.ParquetFile, column: str) -> bool:
-    """Whether the column's non-null values strictly increase in file order (then none repeats)."""
-    last = None
-    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=[column]):
-        values = batch.column(0).drop_null().to_numpy()
-        if len(values) == 0:
-            continue
-        if (last is not None and values[0] <= last) or not (values[1:] > values[:-1]).all():
-            return False
-        last = values[-1]
-    return True
 
 
 def _null_count(file: pq.ParquetFile, name: str) -> int | None:
@@ -310,37 +348,73 @@ def _batch(batch: pa.RecordBatch, names: list[str], schema: pa.Schema) -> pa.Rec
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _split(relation, schema: TableSchema, file: pq.ParquetFile, columns: list[str], changed: list[str],
-           clean_dir: Path, quarantine_dir: Path) -> dict:
-    """Stream the checked rows into the clean file (reason '') and the quarantine file (the others)."""
+def _split(con, query: str, schema: TableSchema, file: pq.ParquetFile, columns: list[str], changed: list[str],
+           clean_dir: Path, quarantine_dir: Path, lookups: list[_Lookup], increasing: str | None) -> dict:
+    """Stream the checked rows into the clean file (reason '') and the quarantine file (the others);
+    with `increasing`, raise _NotIncreasing (and write nothing) unless that column only increases."""
     clean_schema, quarantine_schema = _schemas(schema, file, columns)
     quarantine_names = [f"__raw_{n}" if n in changed else n for n in columns] + [_REASON]
+    clean_file = clean_dir / f"{schema.name}.parquet"
+    quarantine_file = quarantine_dir / f"{schema.name}.parquet"
+    # dictionary-encode text only: for ids, amounts and times it is work thrown away
+    text = [f.name for f in clean_schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_dictionary(f.type)]
     reasons: Counter[str] = Counter()
     rows = clean = 0
-    reader = relation.to_arrow_reader(BATCH_ROWS) if hasattr(relation, "to_arrow_reader") \
-        else relation.fetch_arrow_reader(BATCH_ROWS)
-    quarantine = None
-    with pq.ParquetWriter(clean_dir / f"{schema.name}.parquet", clean_schema) as clean_writer:
-        try:
+    last = None
+    cursor = con.cursor()  # its own connection: a stream given up midway does not block the next query
+    writers: dict[str, pq.ParquetWriter] = {}
+    pending: deque[Future] = deque()
+
+    def write(kind: str, batch: pa.RecordBatch) -> None:  # in the writer thread, overlapping DuckDB
+        if kind == "clean":
+            writers["clean"].write_batch(_batch(batch, columns, clean_schema))
+        else:
+            if kind not in writers:
+                writers[kind] = pq.ParquetWriter(quarantine_file, quarantine_schema)
+            writers[kind].write_batch(_batch(batch, quarantine_names, quarantine_schema))
+
+    try:
+        writers["clean"] = pq.ParquetWriter(clean_file, clean_schema, use_dictionary=text)
+        relation = cursor.sql(query)
+        reader = relation.to_arrow_reader(BATCH_ROWS) if hasattr(relation, "to_arrow_reader") \
+            else relation.fetch_arrow_reader(BATCH_ROWS)
+        with ThreadPoolExecutor(1) as pool:
             for batch in reader:
+                if increasing is not None:
+                    ids = batch.column(increasing).drop_null().to_numpy()
+                    if len(ids):
+                        if (last is not None and ids[0] <= last) or not (ids[1:] > ids[:-1]).all():
+                            raise _NotIncreasing
+                        last = ids[-1]
+                batch = _with_lookups(batch, lookups)
                 rows += batch.num_rows
                 bad = pc.not_equal(batch.column(_REASON), "")
                 n_bad = pc.sum(bad).as_py() or 0
                 good = batch if n_bad == 0 else batch.filter(pc.invert(bad))
                 clean += good.num_rows
                 if good.num_rows:
-                    clean_writer.write_batch(_batch(good, columns, clean_schema))
+                    pending.append(pool.submit(write, "clean", good))
                 if n_bad:
                     bad_rows = batch.filter(bad)
                     reasons.update(bad_rows.column(_REASON).to_pylist())
-                    if quarantine is None:
-                        quarantine = pq.ParquetWriter(quarantine_dir / f"{schema.name}.parquet",
-                                                      quarantine_schema)
-                    quarantine.write_batch(_batch(bad_rows, quarantine_names, quarantine_schema))
-        finally:
-            if quarantine is not None:
-                quarantine.close()
+                    pending.append(pool.submit(write, "quarantine", bad_rows))
+                while len(pending) > 2:
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
+    except _NotIncreasing:
+        for future in pending:
+            future.cancel()
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
+        quarantine_file.unlink(missing_ok=True)
+        raise
+    finally:
+        for writer in writers.values():
+            writer.close()
+        cursor.close()
     # ranked as pandas' value_counts ranks them (reasons in order of first appearance)
     top = pd.Series(reasons, dtype="int64").sort_values(ascending=False).head(5).to_dict()
     return {"rows": rows, "clean": clean, "quarantined": rows - clean, "top_reasons": top}
-
