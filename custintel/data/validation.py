@@ -335,16 +335,34 @@ def _null_count(file: pq.ParquetFile, name: str) -> int | None:
     return total
 
 
-def _cast(array: pa.Array, to: pa.DataType) -> pa.Array:
+def _dictionaries(file: pq.ParquetFile, columns: list[str]) -> dict[str, pa.Array]:
+    """The values of the raw file's dictionary (pandas categorical) columns, in the order pandas
+    gives its categories (those of the first row group, then new ones as they appear)."""
+    names = [n for n in columns if pa.types.is_dictionary(file.schema_arrow.field(n).type)]
+    values: dict[str, dict] = {n: {} for n in names}
+    for i in range(file.metadata.num_row_groups if names else 0):
+        group = file.read_row_group(i, columns=names)
+        for name in names:
+            for chunk in group.column(name).chunks:
+                values[name].update(dict.fromkeys(chunk.dictionary.to_pylist()))
+    return {n: pa.array(list(v), type=file.schema_arrow.field(n).type.value_type) for n, v in values.items()}
+
+
+def _cast(array: pa.Array, to: pa.DataType, dictionary: pa.Array | None) -> pa.Array:
     if array.type == to:
         return array
-    if pa.types.is_dictionary(array.type) and not pa.types.is_dictionary(to):
+    if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
+    if dictionary is not None and pa.types.is_dictionary(to):  # keep the raw dictionary's order
+        indices = pc.index_in(array, value_set=dictionary).cast(to.index_type)
+        return pa.DictionaryArray.from_arrays(indices, dictionary)
     return array.cast(to)
 
 
-def _batch(batch: pa.RecordBatch, names: list[str], schema: pa.Schema) -> pa.RecordBatch:
-    arrays = [_cast(batch.column(n), f.type) for n, f in zip(names, schema, strict=True)]
+def _batch(batch: pa.RecordBatch, names: list[str], schema: pa.Schema,
+           dictionaries: dict[str, pa.Array]) -> pa.RecordBatch:
+    arrays = [_cast(batch.column(n), f.type, dictionaries.get(f.name))
+              for n, f in zip(names, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -353,6 +371,7 @@ def _split(con, query: str, schema: TableSchema, file: pq.ParquetFile, columns: 
     """Stream the checked rows into the clean file (reason '') and the quarantine file (the others);
     with `increasing`, raise _NotIncreasing (and write nothing) unless that column only increases."""
     clean_schema, quarantine_schema = _schemas(schema, file, columns)
+    dictionaries = _dictionaries(file, columns)
     quarantine_names = [f"__raw_{n}" if n in changed else n for n in columns] + [_REASON]
     clean_file = clean_dir / f"{schema.name}.parquet"
     quarantine_file = quarantine_dir / f"{schema.name}.parquet"
@@ -368,11 +387,11 @@ def _split(con, query: str, schema: TableSchema, file: pq.ParquetFile, columns: 
 
     def write(kind: str, batch: pa.RecordBatch) -> None:  # in the writer thread, overlapping DuckDB
         if kind == "clean":
-            writers["clean"].write_batch(_batch(batch, columns, clean_schema))
+            writers["clean"].write_batch(_batch(batch, columns, clean_schema, dictionaries))
         else:
             if kind not in writers:
                 writers[kind] = pq.ParquetWriter(quarantine_file, quarantine_schema)
-            writers[kind].write_batch(_batch(batch, quarantine_names, quarantine_schema))
+            writers[kind].write_batch(_batch(batch, quarantine_names, quarantine_schema, dictionaries))
 
     try:
         writers["clean"] = pq.ParquetWriter(clean_file, clean_schema, use_dictionary=text)
