@@ -6,12 +6,13 @@ never silently dropped: every input row ends up either in the clean table or in 
 Tables a dataset lacks (an imported log has no events or reviews) are skipped, and clean/ and
 quarantine/ are emptied first so no table of another data version lingers there.
 
-The checks run in DuckDB, one streaming query per table generated from `custintel.data.schema`:
-the raw parquet file is read in batches, each row's reasons are computed in SQL, and the batches
-are split into the clean and the quarantine file as they arrive, so memory stays bounded at any
-table size (duplicate ids are found by a spilling aggregate, foreign keys against the clean ids
-the parent table wrote). Clean columns have the kinds' dtypes (pandas: Int64, float64,
-datetime64[ns, UTC], bool; text as it came); quarantined rows keep their raw values.
+The checks run in DuckDB: per table one query, generated from `custintel.data.schema`, reads the
+raw parquet file as each column's kind and computes every row's reasons; its result is streamed in
+file order, batch by batch, into the clean file (no reason) and the quarantine file, so memory
+stays bounded at any table size. Duplicate ids and unknown parents are looked up per batch in
+sorted id arrays (the clean ids of the parent tables; the duplicated ids, found by one aggregate
+unless the ids only increase in file order). Clean columns get their kind's dtype (pandas: Int64,
+float64, datetime64[ns, UTC], bool; text as it came); quarantined rows keep their raw values.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def _validate_table(con, schema: TableSchema, path: Path, clean_dir: Path, quara
         conditions.append((f"{value[schema.timestamp]} > {_literal(end)}",
                            f"{schema.timestamp}: after the end of history"))
     reason = ", ".join(f"CASE WHEN {cond} THEN {_text(text)} END" for cond, text in conditions)
-    changed = [name for name in by_name if value_changes(by_name[name], types[name])]
+    changed = [name for name in by_name if _value_changes(by_name[name], types[name])]
     outputs = [f"t.{value[name]} AS {_ident(name)}" if name in by_name else f"t.{_ident(name)}"
                for name in columns]
     outputs += [f"t.{_ident(name)} AS {_ident('__raw_' + name)}" for name in changed]
@@ -297,7 +298,7 @@ def _with_lookups(batch: pa.RecordBatch, lookups: list[_Lookup]) -> pa.RecordBat
     return batch.set_column(index, _REASON, pa.array(reasons, type=pa.string()))
 
 
-def value_changes(col: Column, raw_type: str) -> bool:
+def _value_changes(col: Column, raw_type: str) -> bool:
     """Whether reading a raw value as its kind can change it (then quarantine needs the raw one)."""
     same = {"int": raw_type in _INTEGERS, "float": raw_type in _FLOATS, "bool": raw_type == "BOOLEAN",
             "timestamp": raw_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")), "str": True}
