@@ -145,3 +145,84 @@ def test_data_from_before_products_and_order_lines_still_validates(raw_dir, tmp_
     report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
     assert set(report) == {"customers", "orders", "events", "reviews"}
     assert all(t["quarantined"] == 0 for t in report.values())
+
+
+def test_clean_tables_have_the_kinds_dtypes(raw_dir, tmp_path):
+    validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+    orders = pd.read_parquet(tmp_path / "clean" / "orders.parquet")
+    assert {c: str(t) for c, t in orders.dtypes.items()} == {
+        "order_id": "Int64", "customer_id": "Int64", "order_ts": "datetime64[ns, UTC]", "amount": "float64",
+        "discount": "float64", "category": "object", "n_items": "Int64"}
+    lines = pd.read_parquet(tmp_path / "clean" / "order_lines.parquet")
+    assert str(lines["returned"].dtype) == "bool" and str(lines["return_ts"].dtype) == "datetime64[ns, UTC]"
+    events = pd.read_parquet(tmp_path / "clean" / "events.parquet")
+    assert str(events["event_type"].dtype) == "category"  # as generated
+    raw = pd.read_parquet(raw_dir / "events.parquet")
+    assert events["event_id"].tolist() == raw["event_id"].tolist()  # the file's row order is kept
+
+
+def test_text_columns_are_read_as_their_kinds(raw_dir, tmp_path):
+    orders = pd.read_parquet(raw_dir / "orders.parquet")
+    text = orders.astype({c: str for c in ("order_id", "amount", "order_ts")})  # e.g. from a CSV
+    text.to_parquet(raw_dir / "orders.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)["orders"]
+    assert report["quarantined"] == 0
+    clean = pd.read_parquet(tmp_path / "clean" / "orders.parquet")
+    assert str(clean["order_id"].dtype) == "Int64" and str(clean["order_ts"].dtype) == "datetime64[ns, UTC]"
+    assert clean["order_id"].tolist() == orders["order_id"].tolist()
+    assert clean["amount"].to_numpy() == pytest.approx(orders["amount"].to_numpy())
+    assert (clean["order_ts"] == orders["order_ts"]).all()
+    # as pandas did, text timestamps are read in the format of the first one; others are quarantined
+    text.loc[0, "order_ts"] = "2024-01-05 10:00:00"
+    text.to_parquet(raw_dir / "orders.parquet")
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)["orders"]
+    assert report["clean"] == 1
+    assert report["top_reasons"] == {"order_ts: not a valid timestamp": len(text) - 1}
+
+
+def test_duplicates_across_batches_and_row_groups(raw_dir, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from custintel.data import validation
+
+    monkeypatch.setattr(validation, "BATCH_ROWS", 64)  # many batches
+    events = pd.read_parquet(raw_dir / "events.parquet")
+    late = events.iloc[[5, 500]].assign(event_id=[events["event_id"].iloc[900], events["event_id"].iloc[3]])
+    shuffled = pd.concat([events.iloc[::-1], late], ignore_index=True)  # ids decrease: no shortcut
+    pq.write_table(pa_table(shuffled), raw_dir / "events.parquet", row_group_size=100)
+    report = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)["events"]
+    assert report["quarantined"] == 2 and report["top_reasons"] == {"event_id: duplicate id": 2}
+    bad = pd.read_parquet(tmp_path / "q" / "events.parquet")
+    assert bad["event_id"].tolist() == late["event_id"].tolist()  # the later rows, not the first ones
+    clean = pd.read_parquet(tmp_path / "clean" / "events.parquet")
+    assert clean["event_id"].tolist() == shuffled["event_id"].iloc[:-2].tolist()
+
+
+def test_agrees_with_the_pandas_implementation_it_replaced(raw_dir, tmp_path):
+    from benchmarks.validation_scale import legacy_validate_raw
+
+    orders = pd.read_parquet(raw_dir / "orders.parquet").astype({"amount": object})
+    orders.loc[0, "amount"], orders.loc[1, "amount"], orders.loc[2, "amount"] = "x", None, -1.0
+    orders.loc[3, "order_id"] = orders.loc[4, "order_id"]
+    orders.loc[5, "customer_id"] = 10**8
+    orders["amount"] = orders["amount"].astype(str).replace("None", None)
+    orders.to_parquet(raw_dir / "orders.parquet")
+    lines = pd.read_parquet(raw_dir / "order_lines.parquet")
+    lines.loc[0, "returned"] = True
+    lines.to_parquet(raw_dir / "order_lines.parquet")
+    new = validate_raw(raw_dir, tmp_path / "clean", tmp_path / "q", END)
+    old = legacy_validate_raw(raw_dir, tmp_path / "old_clean", tmp_path / "old_q", END)
+    assert new == old and new["orders"]["quarantined"] == 5
+    for name in new:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "clean" / f"{name}.parquet"),
+                                      pd.read_parquet(tmp_path / "old_clean" / f"{name}.parquet"))
+    for name in ("orders", "order_lines"):
+        new_q = pd.read_parquet(tmp_path / "q" / f"{name}.parquet")
+        old_q = pd.read_parquet(tmp_path / "old_q" / f"{name}.parquet")
+        assert new_q["quarantine_reason"].tolist() == old_q["quarantine_reason"].tolist()
+
+
+def pa_table(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
