@@ -70,6 +70,7 @@ def test_first_run_trains_evaluates_reports_and_promotes(trained):
     segments = json.loads(Path(summary["reports"]["segments"]).read_text())
     assert 3 <= segments["k"] <= 8
     assert sum(s["customers"] for s in segments["segments"]) == segments["customers"]
+    assert all("%" in s["top_categories"] for s in segments["segments"])  # e.g. "c3 41%, c1 22%, c5 9%"
     scores = pd.read_parquet(summary["reports"]["scores"])
     assert len(scores) == segments["customers"] and scores["revenue_at_risk"].is_monotonic_decreasing
     assert set(scores["action"]) <= set(load_settings(params).playbook.values())

@@ -101,3 +101,25 @@ def test_tiers_are_identical_after_save_and_load_and_rank_actual_spend(tmp_path)
     assert absolute.assign(np.array([0.5, 50.0, 150.0])).tolist() == [INACTIVE, "low", "high"]
     with pytest.raises(ValueError, match="need 1 cut points"):
         fit_tiers(predicted, ("low", "high"), 1.0, quantiles=(0.3, 0.6))
+
+
+def test_slack_summary_names_sizes_notable_migrations_and_revenue_at_risk():
+    from custintel.config import Settings
+    from custintel.steps.segment import slack_summary, suggested_action
+
+    report = {"k": 2, "segments": [{"name": "loyal high value", "customers": 700},
+                                   {"name": "at risk mid value", "customers": 300}],
+              "migration": {"moved_into_risky": 80, "moved_into_risky_share": 0.08},
+              "revenue_at_risk_by_tier": {"high": 1234.5, "inactive": 3.0},
+              "tiers": {"names": ["inactive", "low", "mid", "high"]}}
+    text = slack_summary(report, Settings(), "run-1")
+    assert "2 segments (loyal high value 700, at risk mid value 300)" in text
+    assert "80 customers (8.0%) moved into at-risk segments" in text
+    assert "Revenue at risk by tier: inactive 3, high 1,234." in text
+    quiet = slack_summary({**report, "migration": {"moved_into_risky": 1, "moved_into_risky_share": 0.001}},
+                          Settings(), "run-2")
+    assert "moved into" not in quiet  # below segments.migration_alert_share: not notable
+    playbook = Settings().playbook
+    assert suggested_action("at risk big spenders", playbook) == "service call from an account manager"
+    assert suggested_action("at risk mid value", playbook) == "coupon: 15% off the next order"
+    assert suggested_action("loyal high value", playbook) == "no action"

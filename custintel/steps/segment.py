@@ -77,6 +77,7 @@ def segment_customers(settings: Settings, run_dir: Path, predictor) -> dict:
 
     profiles = profile_table(customers, segment_ids, names, churn, spend)
     profiles.insert(0, "name", [segmenter.names[i] for i in profiles.index])
+    profiles["top_categories"] = top_categories(settings, customers, segment_ids).reindex(profiles.index)
     profiles["at_risk"] = profiles["mean_churn"] > cfg.risky_churn
     profiles["action"] = [suggested_action(n, settings.playbook) for n in profiles["name"]]
     profile_records = profiles.reset_index().rename(columns={"segment": "segment_id"}).to_dict("records")
@@ -109,6 +110,30 @@ def segment_customers(settings: Settings, run_dir: Path, predictor) -> dict:
              ", ".join(f"{r['segment_id']}: {r['name']} ({r['customers']})" for r in profile_records),
              report["ari_vs_champion"])
     return report
+
+
+def top_categories(settings: Settings, customers: pd.DataFrame, segment_ids: np.ndarray,
+                   n: int = 3) -> pd.Series:
+    """Per segment, its `n` largest categories by spend before the snapshot with their spend share
+    (e.g. "books 41%, toys 22%, garden 9%"); empty where the data has no categories."""
+    orders_file = DataPaths(settings.data_dir).clean / "orders.parquet"
+    orders = pd.read_parquet(orders_file, columns=["customer_id", "order_ts", "amount", "category"])
+    snapshot = customers[TIMESTAMP].max()
+    orders = orders[(orders["order_ts"] < snapshot) & orders["category"].notna()]
+    segment_of = pd.Series(segment_ids, index=customers[ENTITY_KEY].to_numpy())
+    orders = orders.assign(segment=orders["customer_id"].map(segment_of)).dropna(subset=["segment"])
+    spend = orders.groupby(["segment", "category"])["amount"].sum()
+    if spend.empty:
+        return pd.Series(dtype=object)
+
+    def describe(block: pd.Series) -> str:
+        block = block.droplevel(0)
+        top = (block / block.sum()).nlargest(n)
+        return ", ".join(f"{category} {share:.0%}" for category, share in top.items())
+
+    out = spend.groupby(level=0).apply(describe)
+    out.index = out.index.astype(int)
+    return out
 
 
 def migration_report(before: np.ndarray, after: np.ndarray, old_names: dict[int, str],
