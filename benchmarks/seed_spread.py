@@ -20,7 +20,8 @@ METRICS = ("churn_auc", "churn_pr_auc", "churn_brier", "value_mae", "value_spear
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
