@@ -123,3 +123,21 @@ def test_slack_summary_names_sizes_notable_migrations_and_revenue_at_risk():
     assert suggested_action("at risk big spenders", playbook) == "service call from an account manager"
     assert suggested_action("at risk mid value", playbook) == "coupon: 15% off the next order"
     assert suggested_action("loyal high value", playbook) == "no action"
+
+
+def test_ids_are_stable_on_generated_customers(tmp_path):
+    """The issue's check on generated data: refit the same customers with another seed."""
+    from datetime import UTC, datetime
+
+    from custintel.config import DataSection
+    from custintel.data.generator import generate_chunks, write_tables
+    from custintel.features.point_in_time import compute_features
+    from custintel.features.schema import ENGAGEMENT, PURCHASE, feature_names
+
+    write_tables(generate_chunks(DataSection(n_customers=3000), seed=5), tmp_path)
+    frame = compute_features(tmp_path, [datetime(2025, 12, 31, tzinfo=UTC)], [PURCHASE, ENGAGEMENT])
+    names = feature_names([PURCHASE, ENGAGEMENT])
+    churn, spend = np.zeros(len(frame)), frame["spend_90d"].to_numpy()
+    first, ids_first = fit_segmenter(frame, names, 1, None, (3, 5), None, 0.5, churn, spend)
+    _, ids_second = fit_segmenter(frame, names, 7, None, (3, 5), first, 0.5, churn, spend)
+    assert np.mean(ids_first == ids_second) >= 0.95
