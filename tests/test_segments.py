@@ -141,3 +141,34 @@ def test_ids_are_stable_on_generated_customers(tmp_path):
     first, ids_first = fit_segmenter(frame, names, 1, None, (3, 5), None, 0.5, churn, spend)
     _, ids_second = fit_segmenter(frame, names, 7, None, (3, 5), first, 0.5, churn, spend)
     assert np.mean(ids_first == ids_second) >= 0.95
+
+
+def test_a_new_customer_surge_lands_in_the_kept_new_segment(tmp_path):
+    """Drift scenario: 40% more customers arrive from a new channel after the start. The refit keeps
+    the old segments' ids, the surge lands mostly in the (kept) "new ..." segment, and any extra
+    cluster gets a fresh id."""
+    from datetime import UTC, date, datetime
+
+    from custintel.config import DataSection
+    from custintel.data.generator import generate_chunks, write_tables
+    from custintel.features.point_in_time import compute_features
+    from custintel.features.schema import ENGAGEMENT, PURCHASE, feature_names
+
+    cfg = DataSection(n_customers=3000, scenario="new_customer_surge", scenario_start=date(2025, 7, 1))
+    write_tables(generate_chunks(cfg, seed=5), tmp_path)
+    groups, names = [PURCHASE, ENGAGEMENT], feature_names([PURCHASE, ENGAGEMENT])
+
+    def fit(snapshot: datetime, k: int, previous=None):
+        frame = compute_features(tmp_path, [snapshot], groups)
+        churn = (1 / (1 + np.exp(-(np.log1p(frame["recency_days"]) - 4)))).to_numpy()
+        spend = frame["spend_90d"].to_numpy()
+        return frame, *fit_segmenter(frame, names, 1, k, (3, 6), previous, 0.5, churn, spend)
+
+    _, old, _ = fit(datetime(2025, 7, 1, tzinfo=UTC), 4)
+    after, new, ids = fit(datetime(2025, 12, 31, tzinfo=UTC), 5, old)
+    assert set(old.ids) - set(new.retired) <= set(new.ids)  # matched segments keep their ids
+    assert all(i in old.ids or i >= old.next_id for i in new.ids)  # the rest are fresh, never reused
+    customers = pd.read_parquet(tmp_path / "customers.parquet")
+    surge = after["customer_id"].isin(customers.loc[customers["channel"] == "tiktok", "customer_id"])
+    home = pd.Series(ids[surge.to_numpy()]).mode()[0]
+    assert home in old.ids and new.names[home].startswith("new")
