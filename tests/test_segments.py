@@ -172,3 +172,21 @@ def test_a_new_customer_surge_lands_in_the_kept_new_segment(tmp_path):
     surge = after["customer_id"].isin(customers.loc[customers["channel"] == "tiktok", "customer_id"])
     home = pd.Series(ids[surge.to_numpy()]).mode()[0]
     assert home in old.ids and new.names[home].startswith("new")
+
+
+def test_migration_report_counts_moves_into_risky_segments(tmp_path):
+    from custintel.steps.segment import migration_report, plot_migration
+
+    before = np.array([1, 1, 1, 2, 2, 3, 3, 3])
+    after = np.array([1, 1, 4, 2, 4, 3, 3, 2])
+    report = migration_report(before, after, {1: "loyal", 2: "at risk", 3: "new"},
+                              {1: "loyal", 2: "at risk", 3: "new", 4: "dormant"}, risky={2, 4})
+    assert report["rows"] == ["1: loyal", "2: at risk", "3: new"]
+    assert report["columns"] == ["1: loyal", "2: at risk", "3: new", "4: dormant"]
+    assert report["counts"] == [[2, 0, 0, 1], [0, 1, 0, 1], [0, 1, 2, 0]]
+    assert report["shares"][0] == [pytest.approx(2 / 3, abs=1e-4), 0, 0, pytest.approx(1 / 3, abs=1e-4)]
+    # moved in from a non-risky segment: 1 -> 4 and 3 -> 2 (2 -> 4 was already at risk)
+    assert report["moved_into_risky"] == 2 and report["moved_into_risky_share"] == 0.25
+    assert report["kept_segment"] == 5 / 8
+    plot_migration(report, tmp_path / "migration.png")
+    assert (tmp_path / "migration.png").stat().st_size > 5000
