@@ -71,21 +71,22 @@ class _Cuts:
 
     def table(self, ci: np.ndarray, seg: np.ndarray, n_customers: int,
               weights: np.ndarray | None = None) -> np.ndarray:
-        """Cumulative (customer, segment) table: [c, k] = sum of `weights` (count) of c's rows in
+        """Cumulative (segment, customer) table: [k, c] = sum of `weights` (count) of c's rows in
         segments 0..k, i.e. before cuts[k]."""
-        dense = np.bincount(ci * self.n + seg, weights, minlength=n_customers * self.n)
-        return np.cumsum(dense.reshape(n_customers, self.n), axis=1)
+        dense = np.bincount(seg * n_customers + ci, weights, minlength=n_customers * self.n)
+        dense = dense.reshape(self.n, n_customers)
+        return np.cumsum(dense, axis=0, out=dense)
 
     def col(self, days: int) -> np.ndarray:
         """Per snapshot, the column of a cumulative table holding rows before snapshot - `days`."""
         return np.searchsorted(self.cuts, self.snaps - days * _NS_PER_DAY)
 
     def before(self, cum: np.ndarray, days: int = 0) -> np.ndarray:
-        """(customer, snapshot): total of the rows before snapshot - `days`."""
-        return cum[:, self.col(days)].astype(np.float64)
+        """(snapshot, customer): total of the rows before snapshot - `days`."""
+        return cum[self.col(days)].astype(np.float64, copy=False)
 
     def window(self, cum: np.ndarray, days: int, until: int = 0) -> np.ndarray:
-        """(customer, snapshot): total of the rows in [snapshot - days, snapshot - until)."""
+        """(snapshot, customer): total of the rows in [snapshot - days, snapshot - until)."""
         return self.before(cum, until) - self.before(cum, days)
 
 
@@ -94,12 +95,14 @@ def _ns(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     if not pa.types.is_timestamp(column.type):
         column = column.cast(pa.timestamp("ns"))
     values = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
-    nulls = values.is_null().to_numpy(zero_copy_only=False)
-    return values.fill_null(0).to_numpy(), nulls
+    if not values.null_count:
+        return values.to_numpy(), np.zeros(len(values), dtype=bool)
+    return values.fill_null(0).to_numpy(), values.is_null().to_numpy(zero_copy_only=False)
 
 
 def _ints(column: pa.ChunkedArray) -> np.ndarray:
-    return column.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+    column = column.cast(pa.int64())
+    return (column.fill_null(np.iinfo(np.int64).min) if column.null_count else column).to_numpy()
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
@@ -120,6 +123,11 @@ def _codes(column: pa.ChunkedArray, names: tuple[str, ...]) -> np.ndarray:
 
 def _lookup(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each of `values` in the sorted unique `keys`, and whether it is there."""
+    if len(keys) and keys[-1] - keys[0] == len(keys) - 1:  # consecutive ids: no search
+        pos = values - keys[0]
+        there = (pos >= 0) & (pos < len(keys))
+        pos[~there] = 0
+        return pos, there
     pos = np.searchsorted(keys, values)
     pos[pos == len(keys)] = 0
     return pos, (keys[pos] == values) if len(keys) else np.zeros(len(values), dtype=bool)
@@ -151,8 +159,8 @@ class _Build:
         return _Cuts.of(self.snaps, _GROUP_WINDOWS[group.name])
 
     def days_since(self, ts: np.ndarray) -> np.ndarray:
-        """(customer, snapshot): days from the (customer) time `ts` to the snapshot."""
-        return (self.snaps[None, :] - ts[:, None]) / _NS_PER_DAY
+        """(snapshot, customer): days from the (customer) time `ts` to the snapshot."""
+        return (self.snaps[:, None] - ts[None, :]) / _NS_PER_DAY
 
 
 def _div(num: np.ndarray, den: np.ndarray, other: np.ndarray | float = 0.0) -> np.ndarray:
@@ -172,42 +180,44 @@ def _orders(b: _Build) -> dict[str, np.ndarray]:
     ci, known = _lookup(b.ids, _ints(t["customer_id"]))
     ts, nulls = _ns(t["order_ts"])
     keep = known & ~nulls
-    o = {"ci": ci[keep], "ts": ts[keep], "order_id": _ints(t["order_id"])[keep],
-         "amount": _floats(t["amount"])[keep]}
+    o = {"ci": ci, "ts": ts, "order_id": _ints(t["order_id"]), "amount": _floats(t["amount"])}
+    o = o if keep.all() else {k: v[keep] for k, v in o.items()}
     order = _sort(o["ci"], o["ts"])
     return o if order is None else {k: v[order] for k, v in o.items()}
 
 
 def _purchase(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     cuts, nc = b.cuts(PURCHASE), len(b.ids)
+    whole = _Cuts.of(b.snaps, ())  # whole-history values need the snapshots only as cuts
     ci, ts, amount = o["ci"], o["ts"], o["amount"]
-    seg = cuts.seg(ts)
-    after = np.r_[False, ci[1:] == ci[:-1]]  # an order with an earlier one of its customer
+    seg, wseg = cuts.seg(ts), whole.seg(ts)
+    after = np.r_[False, ci[1:] == ci[:-1]]  # an order with an earlier one of its customer: a gap
     gap = np.where(after, np.r_[0, np.diff(ts)] / _NS_PER_DAY, 0.0)
     count, spend = cuts.table(ci, seg, nc), cuts.table(ci, seg, nc, amount)
     n, total = cuts.before(count), cuts.before(spend)
-    spend2 = cuts.before(cuts.table(ci, seg, nc, amount * amount))
-    n_gaps = cuts.before(cuts.table(ci, seg, nc, after.astype(np.float64)))
-    gaps = cuts.before(cuts.table(ci, seg, nc, gap))
-    gaps2 = cuts.before(cuts.table(ci, seg, nc, gap * gap))
+    spend2 = whole.before(whole.table(ci, wseg, nc, amount * amount))
+    n_gaps = np.maximum(n - 1, 0)  # every order but the first
+    gaps = whole.before(whole.table(ci, wseg, nc, gap))
+    gaps2 = whole.before(whole.table(ci, wseg, nc, gap * gap))
     # per (customer, segment) first / last order time and largest amount, then running min / max
-    key = ci * cuts.n + seg  # sorted: orders are by customer and time
+    key = ci * whole.n + wseg  # sorted: orders are by customer and time
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
     ends = np.r_[starts[1:] - 1, len(key) - 1].astype(np.int64)
-    first = np.full(nc * cuts.n, np.iinfo(np.int64).max)
-    last = np.full(nc * cuts.n, np.iinfo(np.int64).min)
-    top = np.full(nc * cuts.n, -np.inf)
-    first[key[starts]], last[key[ends]] = ts[starts], ts[ends]
+    first = np.full(nc * whole.n, np.iinfo(np.int64).max)
+    last = np.full(nc * whole.n, np.iinfo(np.int64).min)
+    top = np.full(nc * whole.n, -np.inf)
+    at = wseg * nc + ci  # the (segment, customer) cell
+    first[at[starts]], last[at[ends]] = ts[starts], ts[ends]
     if len(key):
-        top[key[starts]] = np.fmax.reduceat(amount, starts)
-    cols = cuts.col(0)
-    first = np.minimum.accumulate(first.reshape(nc, cuts.n), axis=1)[:, cols]
-    last = np.maximum.accumulate(last.reshape(nc, cuts.n), axis=1)[:, cols]
-    top = np.fmax.accumulate(top.reshape(nc, cuts.n), axis=1)[:, cols]
+        top[at[starts]] = np.fmax.reduceat(amount, starts)
+    cols = whole.col(0)
+    first = np.minimum.accumulate(first.reshape(whole.n, nc), axis=0)[cols]
+    last = np.maximum.accumulate(last.reshape(whole.n, nc), axis=0)[cols]
+    top = np.fmax.accumulate(top.reshape(whole.n, nc), axis=0)[cols]
     has = n > 0
     since_signup = b.days_since(b.signup)
-    since_first = np.where(has, (b.snaps[None, :] - np.where(has, first, 0)) / _NS_PER_DAY, since_signup)
-    recency = np.where(has, (b.snaps[None, :] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
+    since_first = np.where(has, (b.snaps[:, None] - np.where(has, first, 0)) / _NS_PER_DAY, since_signup)
+    recency = np.where(has, (b.snaps[:, None] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
     orders = {d: cuts.window(count, d) for d in (30, 90, 365)}
     spends = {d: cuts.window(spend, d) for d in (30, 90, 365)}
     return {
@@ -251,16 +261,15 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # gross per (customer, category) pair and snapshot; per customer its largest and sum(g ln g)
     pair, pairs = pd.factorize(ci * (int(cat.max(initial=0)) + 1) + cat)
     pair_ci = ci[np.unique(pair, return_index=True)[1]] if len(pair) else np.zeros(0, dtype=np.int64)
-    g = cuts.before(cuts.table(pair, seg, len(pairs), gross))  # (pair, snapshot)
-    top, g_ln_g = np.zeros((nc, len(b.snaps))), np.zeros((nc, len(b.snaps)))
+    top, g_ln_g = np.zeros((len(b.snaps), nc)), np.zeros((len(b.snaps), nc))
     if len(pairs):
         by_customer = np.argsort(pair_ci, kind="stable")
         owners = pair_ci[by_customer]
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-        g = g[by_customer]
-        top[owners[starts]] = np.maximum.reduceat(g, starts, axis=0)
-        g_ln_g[owners[starts]] = np.add.reduceat(np.where(g > 0, g * np.log(np.where(g > 0, g, 1)), 0),
-                                                 starts, axis=0)
+        g = cuts.table(pair, seg, len(pairs), gross)[cuts.col(0)][:, by_customer]  # (snapshot, pair)
+        top[:, owners[starts]] = np.maximum.reduceat(g, starts, axis=1)
+        g_ln_g[:, owners[starts]] = np.add.reduceat(np.where(g > 0, g * np.log(np.where(g > 0, g, 1)), 0),
+                                                    starts, axis=1)
     safe = np.where(total > 0, total, 1)
     return {
         "discount_share": _div(disc, total),
@@ -279,25 +288,31 @@ def _engagement(b: _Build) -> dict[str, np.ndarray]:
     ci, known = _lookup(b.ids, _ints(t["customer_id"]))
     ts, nulls = _ns(t["event_ts"])
     keep = known & ~nulls
-    ci, seg, kind, sess = ci[keep], cuts.seg(ts[keep]), _codes(t["event_type"], _EVENT_TYPES)[keep], \
-        _ints(t["session_id"])[keep]
-    out = {}
+    ci, ts, kind, sess = ci, ts, _codes(t["event_type"], _EVENT_TYPES), _ints(t["session_id"])
+    if not keep.all():
+        ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
+    seg = cuts.seg(ts)
+    del t
+    out, typed = {}, kind >= 0
+    cum = np.bincount((seg[typed] * len(_EVENT_TYPES) + kind[typed]) * nc + ci[typed],
+                      minlength=cuts.n * len(_EVENT_TYPES) * nc).reshape(cuts.n, len(_EVENT_TYPES), nc)
+    np.cumsum(cum, axis=0, out=cum)
     for k, name in enumerate(("views", "searches", "cart_adds", "checkouts")):
-        this = kind == k
-        cum = cuts.table(ci[this], seg[this], nc)
         for d in (7, 30):
-            out[f"{name}_{d}d"] = cuts.window(cum, d)
-    # runs of one session in one segment: whether it has an add-to-cart, a checkout there
+            out[f"{name}_{d}d"] = cuts.window(cum[:, k], d)
+    del cum, typed
+    # runs of one session in one segment: whether it has an add-to-cart (bit 1), a checkout (bit 2) there
     order = _sort(ci, sess, seg)
     if order is not None:
         ci, sess, seg, kind = ci[order], sess[order], seg[order], kind[order]
     new_sess = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1])]
     new_run = new_sess | np.r_[True, seg[1:] != seg[:-1]]
-    run = np.cumsum(new_run) - 1
     starts = np.flatnonzero(new_run)
     run_ci, run_seg, run_sess = ci[starts], seg[starts], (np.cumsum(new_sess) - 1)[starts]
-    cart = np.bincount(run, kind == 2, minlength=len(starts)) > 0
-    checkout = np.bincount(run, kind == 3, minlength=len(starts)) > 0
+    flags = np.bitwise_or.reduceat((kind == 2).view(np.uint8) | ((kind == 3).view(np.uint8) << 1), starts) \
+        if len(starts) else np.zeros(0, dtype=np.uint8)
+    cart, checkout = (flags & 1) > 0, (flags & 2) > 0
+    del ci, sess, seg, kind, new_sess, new_run
     single = np.bincount(run_sess)[run_sess] == 1  # sessions within one segment: almost all
     s_ci, s_seg = run_ci[single], run_seg[single]
     sessions = cuts.table(s_ci, s_seg, nc)
@@ -324,11 +339,11 @@ def _engagement(b: _Build) -> dict[str, np.ndarray]:
         def inside(lo: int, hi: int) -> np.ndarray:
             return (m_seg > col[lo][s]) & (m_seg <= col[hi][s])  # noqa: B023
         for name, lo, hi in (("sessions_7d", 7, 0), ("sessions_30d", 30, 0), ("sessions_prev_30d", 60, 30)):
-            counts[name][:, s] += per_customer(any_in(inside(lo, hi)))
+            counts[name][s] += per_customer(any_in(inside(lo, hi)))
         in_90 = inside(90, 0)
         has_cart, has_checkout = any_in(in_90 & m_cart), any_in(in_90 & m_checkout)
-        counts["cart_sessions_90d"][:, s] += per_customer(has_cart)
-        counts["abandoned_90d"][:, s] += per_customer(has_cart & ~has_checkout)
+        counts["cart_sessions_90d"][s] += per_customer(has_cart)
+        counts["abandoned_90d"][s] += per_customer(has_cart & ~has_checkout)
     return {
         "sessions_7d": counts["sessions_7d"], "sessions_30d": counts["sessions_30d"],
         "views_7d": out["views_7d"], "views_30d": out["views_30d"],
@@ -421,10 +436,13 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     # the rows: per snapshot (each time it is asked for), the customers signed up before it
     rows_ci = np.concatenate([np.flatnonzero(signup < s) for s in wanted] or [np.zeros(0, dtype=np.int64)])
     rows_s = np.repeat(np.searchsorted(build.snaps, wanted), [int((signup < s).sum()) for s in wanted])
-    frame = {ENTITY_KEY: ids[rows_ci], TIMESTAMP: pd.to_datetime(build.snaps[rows_s], utc=True).as_unit("us")}
+    names = feature_names(groups)
+    block = np.empty((len(names), len(rows_ci)))  # the feature columns, one float block
 
-    def add(values: dict[str, np.ndarray]) -> None:  # (customer, snapshot) tables -> row columns
-        frame.update({name: np.asarray(v, dtype=np.float64)[rows_ci, rows_s] for name, v in values.items()})
+    def add(values: dict[str, np.ndarray]) -> None:  # (snapshot, customer) tables -> row columns
+        for name, v in values.items():
+            np.take(np.asarray(v, dtype=np.float64).ravel(), rows_s * len(ids) + rows_ci,
+                    out=block[names.index(name)])
 
     orders = _orders(build)
     add(_purchase(build, orders))
@@ -435,7 +453,10 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
         add(_engagement(build))
     if TEXT in groups:
         add(_text(build, _review_text(raw_dir, snapshots) if review_text is None else review_text))
-    return _utc_frame(pd.DataFrame(frame))[[ENTITY_KEY, TIMESTAMP, *feature_names(groups)]]
+    frame = pd.DataFrame(block.T, columns=names, copy=False)
+    frame.insert(0, TIMESTAMP, pd.to_datetime(build.snaps[rows_s], utc=True).as_unit("us"))
+    frame.insert(0, ENTITY_KEY, ids[rows_ci])
+    return frame
 
 
 def _review_text(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
