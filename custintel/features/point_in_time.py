@@ -1,4 +1,5 @@
-"""Point-in-time features and labels per (customer, snapshot), computed with DuckDB.
+"""Point-in-time features and labels per (customer, snapshot): features with numpy over the raw
+parquet tables (read once each with pyarrow), labels with DuckDB.
 
     custintel features     # writes <data_dir>/offline/customer_features.parquet and labels
 
@@ -109,12 +110,12 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return column.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls: NaN
 
 
-def _codes(column: pa.ChunkedArray, names: tuple[str, ...]) -> np.ndarray:
+def _codes(column: pa.ChunkedArray | pa.Array, names: tuple[str, ...]) -> np.ndarray:
     """Index of each value in `names`, -1 for any other value (or null)."""
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     parts = []
-    for chunk in column.chunks:
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         lut = np.array([names.index(v) if v in names else -1 for v in chunk.dictionary.to_pylist()] + [-1],
                        dtype=np.int8)
         parts.append(lut[chunk.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)])
@@ -280,39 +281,53 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
+def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The events of known customers rolled up per (customer, session, segment), sorted so: customer,
+    session id, segment and the events of each type (`_EVENT_TYPES`). Read a row group at a time, each
+    rolled up over its consecutive events, then the runs sorted (where they are not) and merged."""
+    runs = []
+    file = pq.ParquetFile(b.raw_dir / "events.parquet")
+    for batch in file.iter_batches(batch_size=1 << 20, columns=["session_id", "customer_id", "event_ts",
+                                                                  "event_type"]):
+        ci, known = _lookup(b.ids, _ints(batch.column("customer_id")))
+        ts, nulls = _ns(batch.column("event_ts"))
+        kind, sess = _codes(batch.column("event_type"), _EVENT_TYPES), _ints(batch.column("session_id"))
+        if not (keep := known & ~nulls).all():
+            ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
+        seg = cuts.seg(ts)
+        new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
+        run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
+        typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
+        runs.append((ci[starts], sess[starts], seg[starts], typed.reshape(len(starts), 5)[:, 1:]))
+    if not runs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+    ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
+    del runs
+    order = _sort(ci, sess, seg)
+    if order is not None:
+        ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
+    new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
+    if not new.all():  # a run cut by a row group, or one the sort brought together
+        starts = np.flatnonzero(new)
+        ci, sess, seg, counts = ci[starts], sess[starts], seg[starts], np.add.reduceat(counts, starts, axis=0)
+    return ci, sess, seg, counts
+
+
 def _engagement(b: _Build) -> dict[str, np.ndarray]:
     """Event counts by type per window; a session counts in a window where it has an event there, and
     is an abandoned cart in the 90 days where it has an add-to-cart but no checkout there."""
     cuts, nc, ns = b.cuts(ENGAGEMENT), len(b.ids), len(b.snaps)
-    t = b.read("events", ["session_id", "customer_id", "event_ts", "event_type"])
-    ci, known = _lookup(b.ids, _ints(t["customer_id"]))
-    ts, nulls = _ns(t["event_ts"])
-    keep = known & ~nulls
-    ci, ts, kind, sess = ci, ts, _codes(t["event_type"], _EVENT_TYPES), _ints(t["session_id"])
-    if not keep.all():
-        ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
-    seg = cuts.seg(ts)
-    del t
-    out, typed = {}, kind >= 0
-    cum = np.bincount((seg[typed] * len(_EVENT_TYPES) + kind[typed]) * nc + ci[typed],
-                      minlength=cuts.n * len(_EVENT_TYPES) * nc).reshape(cuts.n, len(_EVENT_TYPES), nc)
-    np.cumsum(cum, axis=0, out=cum)
+    ci, sess, seg, counts = _session_runs(b, cuts)
+    out = {}
     for k, name in enumerate(("views", "searches", "cart_adds", "checkouts")):
+        cum = cuts.table(ci, seg, nc, counts[:, k].astype(np.float64))
         for d in (7, 30):
-            out[f"{name}_{d}d"] = cuts.window(cum[:, k], d)
-    del cum, typed
-    # runs of one session in one segment: whether it has an add-to-cart (bit 1), a checkout (bit 2) there
-    order = _sort(ci, sess, seg)
-    if order is not None:
-        ci, sess, seg, kind = ci[order], sess[order], seg[order], kind[order]
+            out[f"{name}_{d}d"] = cuts.window(cum, d)
+    del cum
+    cart, checkout = counts[:, 2] > 0, counts[:, 3] > 0
     new_sess = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1])]
-    new_run = new_sess | np.r_[True, seg[1:] != seg[:-1]]
-    starts = np.flatnonzero(new_run)
-    run_ci, run_seg, run_sess = ci[starts], seg[starts], (np.cumsum(new_sess) - 1)[starts]
-    flags = np.bitwise_or.reduceat((kind == 2).view(np.uint8) | ((kind == 3).view(np.uint8) << 1), starts) \
-        if len(starts) else np.zeros(0, dtype=np.uint8)
-    cart, checkout = (flags & 1) > 0, (flags & 2) > 0
-    del ci, sess, seg, kind, new_sess, new_run
+    run_ci, run_seg, run_sess = ci, seg, np.cumsum(new_sess) - 1
+    del sess, counts, new_sess
     single = np.bincount(run_sess)[run_sess] == 1  # sessions within one segment: almost all
     s_ci, s_seg = run_ci[single], run_seg[single]
     sessions = cuts.table(s_ci, s_seg, nc)
