@@ -294,11 +294,14 @@ def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.nd
         kind, sess = _codes(batch.column("event_type"), _EVENT_TYPES), _ints(batch.column("session_id"))
         if not (keep := known & ~nulls).all():
             ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
+        if not len(ci):
+            continue
         seg = cuts.seg(ts)
         new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
         run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
         typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
-        runs.append((ci[starts], sess[starts], seg[starts], typed.reshape(len(starts), 5)[:, 1:]))
+        typed = typed.reshape(len(starts), 5)[:, 1:].astype(np.int32)  # column 0: other event types
+        runs.append((ci[starts], sess[starts], seg[starts], typed))
     if not runs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
     ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
@@ -308,8 +311,9 @@ def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.nd
         ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
     new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
     if not new.all():  # a run cut by a row group, or one the sort brought together
-        starts = np.flatnonzero(new)
-        ci, sess, seg, counts = ci[starts], sess[starts], seg[starts], np.add.reduceat(counts, starts, axis=0)
+        starts, merged = np.flatnonzero(new), counts[new]
+        np.add.at(merged, (np.cumsum(new) - 1)[~new], counts[~new])  # few rows
+        ci, sess, seg, counts = ci[starts], sess[starts], seg[starts], merged
     return ci, sess, seg, counts
 
 
