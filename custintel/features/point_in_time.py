@@ -45,6 +45,7 @@ _GROUP_WINDOWS: dict[str, tuple[int, ...]] = {
     TEXT.name: (),
 }
 _EVENT_TYPES = ("view", "search", "add_to_cart", "checkout")
+_CELLS = 20_000_000  # cells of a dense (segment, category, customer) table of the basket group
 
 
 # Every table is read once (pyarrow, only the columns needed) and every row gets a *segment*: the
@@ -259,18 +260,19 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     disc = cuts.before(cuts.table(ci, seg, nc, discount))
     known = cuts.seg(np.maximum(order_ts, ret_ts[keep])[returned])
     n_returned = cuts.before(cuts.table(ci[returned], known, nc))
-    # gross per (customer, category) pair and snapshot; per customer its largest and sum(g ln g)
-    pair, pairs = pd.factorize(ci * (int(cat.max(initial=0)) + 1) + cat)
-    pair_ci = ci[np.unique(pair, return_index=True)[1]] if len(pair) else np.zeros(0, dtype=np.int64)
+    # gross per (snapshot, category, customer), a few categories at a time (at most _CELLS cells);
+    # per customer the largest and sum(g ln g) over the categories
     top, g_ln_g = np.zeros((len(b.snaps), nc)), np.zeros((len(b.snaps), nc))
-    if len(pairs):
-        by_customer = np.argsort(pair_ci, kind="stable")
-        owners = pair_ci[by_customer]
-        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-        g = cuts.table(pair, seg, len(pairs), gross)[cuts.col(0)][:, by_customer]  # (snapshot, pair)
-        top[:, owners[starts]] = np.maximum.reduceat(g, starts, axis=1)
-        g_ln_g[:, owners[starts]] = np.add.reduceat(np.where(g > 0, g * np.log(np.where(g > 0, g, 1)), 0),
-                                                    starts, axis=1)
+    n_cat = int(cat.max(initial=-1)) + 1
+    step = max(1, _CELLS // max(cuts.n * nc, 1))
+    for lo in range(0, n_cat, step):
+        hi = min(lo + step, n_cat)
+        these = slice(None) if (lo, hi) == (0, n_cat) else (cat >= lo) & (cat < hi)
+        key = (seg[these] * (hi - lo) + cat[these] - lo) * nc + ci[these]
+        g = np.bincount(key, gross[these], minlength=cuts.n * (hi - lo) * nc).reshape(cuts.n, hi - lo, nc)
+        g = np.cumsum(g, axis=0, out=g)[cuts.col(0)]  # (snapshot, category, customer)
+        np.maximum(top, g.max(axis=1), out=top)
+        g_ln_g += np.where(g > 0, g * np.log(np.where(g > 0, g, 1)), 0).sum(axis=1)
     safe = np.where(total > 0, total, 1)
     return {
         "discount_share": _div(disc, total),
