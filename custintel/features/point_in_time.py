@@ -127,6 +127,8 @@ def _lookup(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Position of each of `values` in the sorted unique `keys`, and whether it is there."""
     if len(keys) and keys[-1] - keys[0] == len(keys) - 1:  # consecutive ids: no search
         pos = values - keys[0]
+        if not len(values) or (values.min() >= keys[0] and values.max() <= keys[-1]):
+            return pos, np.ones(len(values), dtype=bool)
         there = (pos >= 0) & (pos < len(keys))
         pos[~there] = 0
         return pos, there
@@ -272,7 +274,9 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         g = np.bincount(key, gross[these], minlength=cuts.n * (hi - lo) * nc).reshape(cuts.n, hi - lo, nc)
         g = np.cumsum(g, axis=0, out=g)[cuts.col(0)]  # (snapshot, category, customer)
         np.maximum(top, g.max(axis=1), out=top)
-        g_ln_g += np.where(g > 0, g * np.log(np.where(g > 0, g, 1)), 0).sum(axis=1)
+        ln_g = np.zeros_like(g)
+        np.log(g, out=ln_g, where=g > 0)  # only where there is gross
+        g_ln_g += np.multiply(g, ln_g, out=ln_g).sum(axis=1)
     safe = np.where(total > 0, total, 1)
     return {
         "discount_share": _div(disc, total),
