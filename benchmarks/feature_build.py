@@ -1,7 +1,7 @@
-"""Feature build throughput: the DuckDB point-in-time features (custintel.features.point_in_time)
-against a straightforward pandas implementation of the same features (filter every table to
-each snapshot, groupby customer), on generated data (raw tables used as clean), for monthly
-snapshots ending at the end of history.
+"""Feature build throughput: the point-in-time features (custintel.features.point_in_time, reported
+under the key `duckdb`, its former engine) against a straightforward pandas implementation of the
+same features (filter every table to each snapshot, groupby customer), on generated data (raw
+tables used as clean), for monthly snapshots ending at the end of history.
 
 Each build runs in its own child process (`--worker`), timed there from reading the parquet
 tables to the finished feature frame (writing it out is not timed); its peak RSS is the child's

@@ -1,4 +1,5 @@
-"""Point-in-time features and labels per (customer, snapshot), computed with DuckDB.
+"""Point-in-time features and labels per (customer, snapshot): features with numpy over the raw
+parquet tables (read once each with pyarrow), labels with DuckDB.
 
     custintel features     # writes <data_dir>/offline/customer_features.parquet and labels
 
@@ -8,12 +9,15 @@ Features at a snapshot use only events strictly before it; labels use only event
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from custintel.features.schema import (
     BASKET,
@@ -31,254 +35,372 @@ from custintel.features.schema import (
     groups_for_tables,
 )
 
-_CUSTOMER_SNAPSHOTS = """
-cs AS (
-    SELECT c.customer_id, c.signup_ts, s.snapshot_ts
-    FROM customers c JOIN snaps s ON c.signup_ts < s.snapshot_ts
-)"""
+_NS_PER_DAY = 86_400 * 10**9
 
-# Each table is first rolled up per customer and *segment*: the time between two consecutive
-# cuts, where the cuts are every snapshot and every window start (snapshot - n days) a group uses.
-# A segment lies wholly inside or wholly outside each window of each snapshot. A nested CASE
-# (a binary search over the few cuts) gives each row its segment number, the rolled-up rows
-# (about one per order or session) are hash-joined on that number to `<g>_windows`, a small table
-# of (segment, snapshot it lies before, which of the snapshot's windows hold it), and summed per
-# customer and snapshot. No range join of customers x snapshots with raw rows, and no per-row
-# timestamptz arithmetic (slow in DuckDB: it goes through its calendar).
-@dataclass(frozen=True)
-class _Segments:
-    cuts: list[pd.Timestamp]  # sorted; segment 0 is before cuts[0], segment k is [cuts[k-1], cuts[k])
-    windows: pd.DataFrame  # seg, snapshot_ts, in_<n>d for each window, in_prev_30d (with 30 and 60)
-
-    def of(self, column: str) -> str:
-        """SQL for the segment number of the (non-null) timestamp `column`."""
-        def search(lo: int, hi: int) -> str:  # the segment is one of lo..hi
-            if lo == hi:
-                return str(lo)
-            mid = (lo + hi + 1) // 2
-            cut = self.cuts[mid - 1].strftime("%Y-%m-%d %H:%M:%S.%f")
-            return f"CASE WHEN {column} < TIMESTAMPTZ '{cut}+00' THEN {search(lo, mid - 1)} " \
-                   f"ELSE {search(mid, hi)} END"
-        return search(0, len(self.cuts))
-
-
-def _segments(snapshots: list[datetime], days: tuple[int, ...]) -> _Segments:
-    snaps = sorted(set(pd.to_datetime(snapshots, utc=True)))
-    cuts = sorted({s - pd.Timedelta(days=d) for s in snaps for d in (0, *days)})
-    windows = pd.DataFrame([(seg, s) for s in snaps for seg in range(cuts.index(s) + 1)],
-                           columns=["seg", "snapshot_ts"])  # the segments that end by each snapshot
-    start = pd.DatetimeIndex([pd.NaT, *cuts], tz="UTC")[windows["seg"].to_numpy()]
-    age = pd.DatetimeIndex(windows["snapshot_ts"]) - start  # NaT for segment 0, which starts at -infinity
-    for d in days:
-        windows[f"in_{d}d"] = age <= pd.Timedelta(days=d)
-    if {30, 60} <= set(days):
-        windows["in_prev_30d"] = (age > pd.Timedelta(days=30)) & (age <= pd.Timedelta(days=60))
-    windows["seg"] = windows["seg"].astype("int32")
-    return _Segments(cuts, windows)
-
-
-def _days_between(earlier: str, later: str) -> str:
-    """Days from `earlier` to `later`, fractional (epoch arithmetic, not timestamptz functions)."""
-    return f"(epoch({later}) - epoch({earlier})) / 86400.0"
-
-
-# The windows each group uses, in days before the snapshot (its segments' cuts).
+# The windows each group uses, in days before the snapshot.
 _GROUP_WINDOWS: dict[str, tuple[int, ...]] = {
     PURCHASE.name: (30, 60, 90, 365),
     BASKET.name: (),
     ENGAGEMENT.name: (7, 30, 60, 90),
+    TEXT.name: (),
 }
+_EVENT_TYPES = ("view", "search", "add_to_cart", "checkout")
+_CELLS = 20_000_000  # cells of a dense (segment, category, customer) table of the basket group
 
 
-def _purchase_ctes(seg: _Segments) -> str:
-    return f"""
-p_orders AS (  -- each order with its segment and the days since the customer's previous order
-    SELECT customer_id, {seg.of("order_ts")} AS seg, order_ts, amount,
-        {_days_between("lag(order_ts) OVER w", "order_ts")} AS gap
-    FROM orders
-    WINDOW w AS (PARTITION BY customer_id ORDER BY order_ts, order_id)
-),
-p_seg AS (
-    SELECT customer_id, seg, count(*) AS n, sum(amount) AS spend, sum(amount * amount) AS spend2,
-        max(amount) AS max_amount, min(order_ts) AS first_ts, max(order_ts) AS last_ts,
-        count(gap) AS n_gaps, sum(gap) AS gaps, sum(gap * gap) AS gaps2
-    FROM p_orders GROUP BY customer_id, seg
-),
-p AS (
-    SELECT p_seg.customer_id, w.snapshot_ts,
-        sum(n) AS n, sum(spend) AS spend, sum(spend2) AS spend2, max(max_amount) AS max_amount,
-        min(first_ts) AS first_ts, max(last_ts) AS last_ts,
-        sum(n_gaps) AS n_gaps, sum(gaps) AS gaps, sum(gaps2) AS gaps2,
-        coalesce(sum(spend) FILTER (WHERE w.in_30d), 0) AS spend_30d,
-        coalesce(sum(spend) FILTER (WHERE w.in_prev_30d), 0) AS spend_prev_30d,
-        coalesce(sum(spend) FILTER (WHERE w.in_90d), 0) AS spend_90d,
-        coalesce(sum(spend) FILTER (WHERE w.in_365d), 0) AS spend_365d,
-        coalesce(sum(n) FILTER (WHERE w.in_30d), 0) AS orders_30d,
-        coalesce(sum(n) FILTER (WHERE w.in_prev_30d), 0) AS orders_prev_30d,
-        coalesce(sum(n) FILTER (WHERE w.in_90d), 0) AS orders_90d,
-        coalesce(sum(n) FILTER (WHERE w.in_365d), 0) AS orders_365d
-    FROM p_seg JOIN purchase_features_windows w USING (seg)
-    GROUP BY p_seg.customer_id, w.snapshot_ts
-)"""
+# Every table is read once (pyarrow, only the columns needed) and every row gets a *segment*: the
+# time between two consecutive cuts, where the cuts are every snapshot and every window start
+# (snapshot - n days) its group uses, found by a binary search over the few cuts (timestamps as
+# integer nanoseconds, no calendar arithmetic). Counts and sums go into dense (customer, segment)
+# tables with one bincount, and a cumulative sum over the segments gives, for every customer and cut,
+# the total of the rows before that cut: a window [snapshot - n days, snapshot) is the difference of
+# two columns, a whole-history value the column at the snapshot. Nothing is rescanned per snapshot.
+@dataclass(frozen=True)
+class _Cuts:
+    cuts: np.ndarray  # sorted ns; segment 0 is before cuts[0], segment k is [cuts[k-1], cuts[k])
+    snaps: np.ndarray  # the distinct snapshots, sorted, ns
+
+    @staticmethod
+    def of(snaps: np.ndarray, days: tuple[int, ...]) -> _Cuts:
+        return _Cuts(np.unique(np.concatenate([snaps - d * _NS_PER_DAY for d in (0, *days)])), snaps)
+
+    @property
+    def n(self) -> int:  # segments
+        return len(self.cuts) + 1
+
+    def seg(self, ts: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.cuts, ts, side="right")
+
+    def table(self, ci: np.ndarray, seg: np.ndarray, n_customers: int,
+              weights: np.ndarray | None = None) -> np.ndarray:
+        """Cumulative (segment, customer) table: [k, c] = sum of `weights` (count) of c's rows in
+        segments 0..k, i.e. before cuts[k]."""
+        dense = np.bincount(seg * n_customers + ci, weights, minlength=n_customers * self.n)
+        dense = dense.reshape(self.n, n_customers)
+        return np.cumsum(dense, axis=0, out=dense)
+
+    def col(self, days: int) -> np.ndarray:
+        """Per snapshot, the column of a cumulative table holding rows before snapshot - `days`."""
+        return np.searchsorted(self.cuts, self.snaps - days * _NS_PER_DAY)
+
+    def before(self, cum: np.ndarray, days: int = 0) -> np.ndarray:
+        """(snapshot, customer): total of the rows before snapshot - `days`."""
+        return cum[self.col(days)].astype(np.float64, copy=False)
+
+    def window(self, cum: np.ndarray, days: int, until: int = 0) -> np.ndarray:
+        """(snapshot, customer): total of the rows in [snapshot - days, snapshot - until)."""
+        return self.before(cum, until) - self.before(cum, days)
 
 
-def _basket_ctes(seg: _Segments) -> str:
-    return f"""
-b_lines AS (  -- each line with its order's customer, segment, category; a return is known from
-              -- max(order_ts, return_ts) on (ret_seg: null when not returned)
-    SELECT o.customer_id, {seg.of("o.order_ts")} AS seg,
-        CASE WHEN l.return_ts IS NOT NULL THEN {seg.of("greatest(o.order_ts, l.return_ts)")} END AS ret_seg,
-        pr.category, l.quantity * l.unit_price AS gross, l.quantity * l.unit_price * l.discount AS discount
-    FROM order_lines l JOIN orders o USING (order_id) JOIN products pr USING (product_id)
-),
-b_seg AS (
-    SELECT customer_id, category, seg, count(*) AS n_lines, sum(gross) AS gross, sum(discount) AS discount
-    FROM b_lines GROUP BY customer_id, category, seg
-),
-b_cat AS (
-    SELECT b_seg.customer_id, w.snapshot_ts, b_seg.category,
-        sum(n_lines) AS n_lines, sum(gross) AS gross, sum(discount) AS discount
-    FROM b_seg JOIN basket_features_windows w USING (seg)
-    GROUP BY b_seg.customer_id, w.snapshot_ts, b_seg.category
-),
-b_buy AS (
-    SELECT customer_id, snapshot_ts, sum(n_lines) AS n_lines, sum(gross) AS gross,
-        sum(discount) AS discount, max(gross) AS top_gross,
-        sum(gross * ln(gross)) FILTER (WHERE gross > 0) AS gross_ln_gross
-    FROM b_cat GROUP BY customer_id, snapshot_ts
-),
-b_ret_seg AS (
-    SELECT customer_id, ret_seg AS seg, count(*) AS n_returned
-    FROM b_lines WHERE ret_seg IS NOT NULL GROUP BY customer_id, ret_seg
-),
-b_ret AS (
-    SELECT b_ret_seg.customer_id, w.snapshot_ts, sum(n_returned) AS n_returned
-    FROM b_ret_seg JOIN basket_features_windows w USING (seg)
-    GROUP BY b_ret_seg.customer_id, w.snapshot_ts
-)"""
+def _ns(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Nanoseconds since the epoch (a timestamp without zone is UTC) and where the value is null."""
+    if not pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("ns"))
+    values = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
+    if not values.null_count:
+        return values.to_numpy(), np.zeros(len(values), dtype=bool)
+    return values.fill_null(0).to_numpy(), values.is_null().to_numpy(zero_copy_only=False)
 
 
-def _engagement_ctes(seg: _Segments) -> str:
-    return f"""
-e_seg AS (  -- per customer, session and segment: events of each type
-    SELECT customer_id, session_id, {seg.of("event_ts")} AS seg,
-        count(*) FILTER (WHERE event_type = 'view') AS views,
-        count(*) FILTER (WHERE event_type = 'search') AS searches,
-        count(*) FILTER (WHERE event_type = 'add_to_cart') AS cart_adds,
-        count(*) FILTER (WHERE event_type = 'checkout') AS checkouts
-    FROM events
-    WHERE event_ts >= TIMESTAMPTZ '{seg.cuts[0].strftime("%Y-%m-%d %H:%M:%S.%f")}+00'
-    GROUP BY customer_id, session_id, seg
-),
-e_sess AS (  -- per customer, snapshot and session with an event in the 90 days before the snapshot
-    SELECT e_seg.customer_id, w.snapshot_ts, e_seg.session_id,
-        bool_or(w.in_7d) AS in_7d, bool_or(w.in_30d) AS in_30d, bool_or(w.in_prev_30d) AS in_prev_30d,
-        coalesce(sum(views) FILTER (WHERE w.in_7d), 0) AS views_7d,
-        coalesce(sum(views) FILTER (WHERE w.in_30d), 0) AS views_30d,
-        coalesce(sum(searches) FILTER (WHERE w.in_7d), 0) AS searches_7d,
-        coalesce(sum(searches) FILTER (WHERE w.in_30d), 0) AS searches_30d,
-        coalesce(sum(cart_adds) FILTER (WHERE w.in_7d), 0) AS cart_adds_7d,
-        coalesce(sum(cart_adds) FILTER (WHERE w.in_30d), 0) AS cart_adds_30d,
-        coalesce(sum(checkouts) FILTER (WHERE w.in_7d), 0) AS checkouts_7d,
-        coalesce(sum(checkouts) FILTER (WHERE w.in_30d), 0) AS checkouts_30d,
-        sum(cart_adds) > 0 AS carted, sum(checkouts) > 0 AS checked_out
-    FROM e_seg JOIN engagement_features_windows w USING (seg)
-    WHERE w.in_90d
-    GROUP BY e_seg.customer_id, w.snapshot_ts, e_seg.session_id
-),
-e AS (
-    SELECT customer_id, snapshot_ts,
-        count(*) FILTER (WHERE in_7d) AS sessions_7d, count(*) FILTER (WHERE in_30d) AS sessions_30d,
-        count(*) FILTER (WHERE in_prev_30d) AS sessions_prev_30d,
-        sum(views_7d) AS views_7d, sum(views_30d) AS views_30d,
-        sum(searches_7d) AS searches_7d, sum(searches_30d) AS searches_30d,
-        sum(cart_adds_7d) AS cart_adds_7d, sum(cart_adds_30d) AS cart_adds_30d,
-        sum(checkouts_7d) AS checkouts_7d, sum(checkouts_30d) AS checkouts_30d,
-        count(*) FILTER (WHERE carted) AS cart_sessions_90d,
-        count(*) FILTER (WHERE carted AND NOT checked_out) AS abandoned_90d
-    FROM e_sess GROUP BY customer_id, snapshot_ts
-)"""
+def _ints(column: pa.ChunkedArray) -> np.ndarray:
+    column = column.cast(pa.int64())
+    return (column.fill_null(np.iinfo(np.int64).min) if column.null_count else column).to_numpy()
 
 
-# Per feature group: its CTEs (one row per customer and snapshot with activity; a function of the
-# group's segments where it uses them), how it joins onto the customer snapshots, and its select
-# list (the documented values where the customer had no activity).
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return column.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls: NaN
+
+
+def _codes(column: pa.ChunkedArray | pa.Array, names: tuple[str, ...]) -> np.ndarray:
+    """Index of each value in `names`, -1 for any other value (or null)."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    parts = []
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        lut = np.array([names.index(v) if v in names else -1 for v in chunk.dictionary.to_pylist()] + [-1],
+                       dtype=np.int8)
+        parts.append(lut[chunk.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each of `values` in the sorted unique `keys`, and whether it is there."""
+    if len(keys) and keys[-1] - keys[0] == len(keys) - 1:  # consecutive ids: no search
+        pos = values - keys[0]
+        if not len(values) or (values.min() >= keys[0] and values.max() <= keys[-1]):
+            return pos, np.ones(len(values), dtype=bool)
+        there = (pos >= 0) & (pos < len(keys))
+        pos[~there] = 0
+        return pos, there
+    pos = np.searchsorted(keys, values)
+    pos[pos == len(keys)] = 0
+    return pos, (keys[pos] == values) if len(keys) else np.zeros(len(values), dtype=bool)
+
+
+def _sort(*keys: np.ndarray) -> np.ndarray | None:
+    """The order sorting by keys[0], then keys[1], ... (None where already sorted)."""
+    if len(keys[0]) < 2:
+        return None
+    ok = np.ones(len(keys[0]) - 1, dtype=bool)
+    tied = ok.copy()
+    for key in keys:
+        ok &= ~tied | (key[1:] >= key[:-1])
+        tied &= key[1:] == key[:-1]
+    return None if ok.all() else np.lexsort(keys[::-1])
+
+
+@dataclass
+class _Build:
+    raw_dir: Path
+    ids: np.ndarray  # customer ids, sorted
+    signup: np.ndarray  # their signup, ns
+    snaps: np.ndarray  # distinct snapshots, sorted, ns
+
+    def read(self, table: str, columns: list[str]) -> pa.Table:
+        return pq.read_table(self.raw_dir / f"{table}.parquet", columns=columns)
+
+    def cuts(self, group: FeatureGroup) -> _Cuts:
+        return _Cuts.of(self.snaps, _GROUP_WINDOWS[group.name])
+
+    def days_since(self, ts: np.ndarray) -> np.ndarray:
+        """(snapshot, customer): days from the (customer) time `ts` to the snapshot."""
+        return (self.snaps[:, None] - ts[None, :]) / _NS_PER_DAY
+
+
+def _div(num: np.ndarray, den: np.ndarray, other: np.ndarray | float = 0.0) -> np.ndarray:
+    """num / den, `other` where den is not > 0."""
+    return np.where(den > 0, num / np.where(den > 0, den, 1), other)
+
+
+def _std(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Population standard deviation from sums of x and x^2 over n (0 where n = 0)."""
+    mean = _div(s1, n)
+    return np.where(n > 0, np.sqrt(np.maximum(_div(s2, n) - mean**2, 0)), 0.0)
+
+
+def _orders(b: _Build) -> dict[str, np.ndarray]:
+    """Orders of known customers with a time, sorted by customer and time."""
+    t = b.read("orders", ["order_id", "customer_id", "order_ts", "amount"])
+    ci, known = _lookup(b.ids, _ints(t["customer_id"]))
+    ts, nulls = _ns(t["order_ts"])
+    keep = known & ~nulls
+    o = {"ci": ci, "ts": ts, "order_id": _ints(t["order_id"]), "amount": _floats(t["amount"])}
+    o = o if keep.all() else {k: v[keep] for k, v in o.items()}
+    order = _sort(o["ci"], o["ts"])
+    return o if order is None else {k: v[order] for k, v in o.items()}
+
+
+def _purchase(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    cuts, nc = b.cuts(PURCHASE), len(b.ids)
+    whole = _Cuts.of(b.snaps, ())  # whole-history values need the snapshots only as cuts
+    ci, ts, amount = o["ci"], o["ts"], o["amount"]
+    seg, wseg = cuts.seg(ts), whole.seg(ts)
+    after = np.r_[False, ci[1:] == ci[:-1]]  # an order with an earlier one of its customer: a gap
+    gap = np.where(after, np.r_[0, np.diff(ts)] / _NS_PER_DAY, 0.0)
+    count, spend = cuts.table(ci, seg, nc), cuts.table(ci, seg, nc, amount)
+    n, total = cuts.before(count), cuts.before(spend)
+    spend2 = whole.before(whole.table(ci, wseg, nc, amount * amount))
+    n_gaps = np.maximum(n - 1, 0)  # every order but the first
+    gaps = whole.before(whole.table(ci, wseg, nc, gap))
+    gaps2 = whole.before(whole.table(ci, wseg, nc, gap * gap))
+    # per (customer, segment) first / last order time and largest amount, then running min / max
+    key = ci * whole.n + wseg  # sorted: orders are by customer and time
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:] - 1, len(key) - 1].astype(np.int64)
+    first = np.full(nc * whole.n, np.iinfo(np.int64).max)
+    last = np.full(nc * whole.n, np.iinfo(np.int64).min)
+    top = np.full(nc * whole.n, -np.inf)
+    at = wseg * nc + ci  # the (segment, customer) cell
+    first[at[starts]], last[at[ends]] = ts[starts], ts[ends]
+    if len(key):
+        top[at[starts]] = np.fmax.reduceat(amount, starts)
+    cols = whole.col(0)
+    first = np.minimum.accumulate(first.reshape(whole.n, nc), axis=0)[cols]
+    last = np.maximum.accumulate(last.reshape(whole.n, nc), axis=0)[cols]
+    top = np.fmax.accumulate(top.reshape(whole.n, nc), axis=0)[cols]
+    has = n > 0
+    since_signup = b.days_since(b.signup)
+    since_first = np.where(has, (b.snaps[:, None] - np.where(has, first, 0)) / _NS_PER_DAY, since_signup)
+    recency = np.where(has, (b.snaps[:, None] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
+    orders = {d: cuts.window(count, d) for d in (30, 90, 365)}
+    spends = {d: cuts.window(spend, d) for d in (30, 90, 365)}
+    return {
+        "recency_days": recency, "frequency": n, "monetary_mean": _div(total, n),
+        "spend_90d": spends[90], "orders_90d": orders[90], "tenure_days": since_signup,
+        "spend_30d": spends[30], "spend_365d": spends[365], "orders_30d": orders[30],
+        "orders_365d": orders[365], "order_value_std": _std(total, spend2, n),
+        "order_value_max": np.where(has, top, 0.0), "days_since_first_order": since_first,
+        "interpurchase_mean_days": _div(gaps, n_gaps, since_first),
+        "interpurchase_std_days": _std(gaps, gaps2, n_gaps),
+        "orders_trend_30d": orders[30] - cuts.window(count, 60, 30),
+        "spend_trend_30d": spends[30] - cuts.window(spend, 60, 30),
+    }
+
+
+def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A line is bought at its order's time, in its product's category; its return is known from
+    max(order time, return time) on."""
+    cuts, nc = b.cuts(BASKET), len(b.ids)
+    t = b.read("order_lines", ["order_id", "product_id", "quantity", "unit_price", "discount", "return_ts"])
+    by_id = np.argsort(o["order_id"], kind="stable")
+    pos, in_orders = _lookup(o["order_id"][by_id], _ints(t["order_id"]))
+    row = by_id[pos]
+    products = b.read("products", ["product_id", "category"])
+    pid = _ints(products["product_id"])
+    by_pid = np.argsort(pid, kind="stable")
+    category = pd.factorize(products["category"].to_pandas(), use_na_sentinel=False)[0][by_pid]
+    ppos, in_products = _lookup(pid[by_pid], _ints(t["product_id"]))
+    keep = in_orders & in_products
+    ci, order_ts, cat = o["ci"][row[keep]], o["ts"][row[keep]], category[ppos[keep]]
+    gross = (_floats(t["quantity"]) * _floats(t["unit_price"]))[keep]
+    discount = gross * _floats(t["discount"])[keep]
+    ret_ts, not_returned = _ns(t["return_ts"])
+    returned = ~not_returned[keep]
+    seg = cuts.seg(order_ts)
+    n_lines = cuts.before(cuts.table(ci, seg, nc))
+    total = cuts.before(cuts.table(ci, seg, nc, gross))
+    disc = cuts.before(cuts.table(ci, seg, nc, discount))
+    known = cuts.seg(np.maximum(order_ts, ret_ts[keep])[returned])
+    n_returned = cuts.before(cuts.table(ci[returned], known, nc))
+    # gross per (snapshot, category, customer), a few categories at a time (at most _CELLS cells);
+    # per customer the largest and sum(g ln g) over the categories
+    top, g_ln_g = np.zeros((len(b.snaps), nc)), np.zeros((len(b.snaps), nc))
+    n_cat = int(cat.max(initial=-1)) + 1
+    step = max(1, _CELLS // max(cuts.n * nc, 1))
+    for lo in range(0, n_cat, step):
+        hi = min(lo + step, n_cat)
+        these = slice(None) if (lo, hi) == (0, n_cat) else (cat >= lo) & (cat < hi)
+        key = (seg[these] * (hi - lo) + cat[these] - lo) * nc + ci[these]
+        g = np.bincount(key, gross[these], minlength=cuts.n * (hi - lo) * nc).reshape(cuts.n, hi - lo, nc)
+        g = np.cumsum(g, axis=0, out=g)[cuts.col(0)]  # (snapshot, category, customer)
+        np.maximum(top, g.max(axis=1), out=top)
+        ln_g = np.zeros_like(g)
+        np.log(g, out=ln_g, where=g > 0)  # only where there is gross
+        g_ln_g += np.multiply(g, ln_g, out=ln_g).sum(axis=1)
+    safe = np.where(total > 0, total, 1)
+    return {
+        "discount_share": _div(disc, total),
+        "return_rate": _div(n_returned, n_lines),
+        # -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
+        "category_entropy": np.where(total > 0, np.maximum(np.log(safe) - g_ln_g / safe, 0), 0.0),
+        "top_category_share": _div(top, total),
+    }
+
+
+def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The events of known customers rolled up per (customer, session, segment), sorted so: customer,
+    session id, segment and the events of each type (`_EVENT_TYPES`). Read a row group at a time, each
+    rolled up over its consecutive events, then the runs sorted (where they are not) and merged."""
+    runs = []
+    file = pq.ParquetFile(b.raw_dir / "events.parquet")
+    for batch in file.iter_batches(batch_size=1 << 20, columns=["session_id", "customer_id", "event_ts",
+                                                                  "event_type"]):
+        ci, known = _lookup(b.ids, _ints(batch.column("customer_id")))
+        ts, nulls = _ns(batch.column("event_ts"))
+        kind, sess = _codes(batch.column("event_type"), _EVENT_TYPES), _ints(batch.column("session_id"))
+        if not (keep := known & ~nulls).all():
+            ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
+        if not len(ci):
+            continue
+        seg = cuts.seg(ts)
+        new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
+        run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
+        typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
+        typed = typed.reshape(len(starts), 5)[:, 1:].astype(np.int32)  # column 0: other event types
+        runs.append((ci[starts], sess[starts], seg[starts], typed))
+    if not runs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+    ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
+    del runs
+    order = _sort(ci, sess, seg)
+    if order is not None:
+        ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
+    new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
+    if not new.all():  # a run cut by a row group, or one the sort brought together
+        starts, merged = np.flatnonzero(new), counts[new]
+        np.add.at(merged, (np.cumsum(new) - 1)[~new], counts[~new])  # few rows
+        ci, sess, seg, counts = ci[starts], sess[starts], seg[starts], merged
+    return ci, sess, seg, counts
+
+
+def _engagement(b: _Build) -> dict[str, np.ndarray]:
+    """Event counts by type per window; a session counts in a window where it has an event there, and
+    is an abandoned cart in the 90 days where it has an add-to-cart but no checkout there."""
+    cuts, nc, ns = b.cuts(ENGAGEMENT), len(b.ids), len(b.snaps)
+    ci, sess, seg, counts = _session_runs(b, cuts)
+    out = {}
+    for k, name in enumerate(("views", "searches", "cart_adds", "checkouts")):
+        cum = cuts.table(ci, seg, nc, counts[:, k].astype(np.float64))
+        for d in (7, 30):
+            out[f"{name}_{d}d"] = cuts.window(cum, d)
+    del cum
+    cart, checkout = counts[:, 2] > 0, counts[:, 3] > 0
+    new_sess = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1])]
+    run_ci, run_seg, run_sess = ci, seg, np.cumsum(new_sess) - 1
+    del sess, counts, new_sess
+    single = np.bincount(run_sess)[run_sess] == 1  # sessions within one segment: almost all
+    s_ci, s_seg = run_ci[single], run_seg[single]
+    sessions = cuts.table(s_ci, s_seg, nc)
+    carted = cuts.table(s_ci, s_seg, nc, cart[single].astype(np.float64))
+    abandoned = cuts.table(s_ci, s_seg, nc, (cart & ~checkout)[single].astype(np.float64))
+    counts = {"sessions_7d": cuts.window(sessions, 7), "sessions_30d": cuts.window(sessions, 30),
+              "sessions_prev_30d": cuts.window(sessions, 60, 30),
+              "cart_sessions_90d": cuts.window(carted, 90), "abandoned_90d": cuts.window(abandoned, 90)}
+    # sessions over several segments, exactly: per snapshot and window, whether they have an event there
+    multi = ~single
+    m_ci, m_seg, m_cart, m_checkout = run_ci[multi], run_seg[multi], cart[multi], checkout[multi]
+    m_sess = np.unique(run_sess[multi], return_inverse=True)[1]
+    sess_ci = np.zeros(m_sess.max(initial=-1) + 1, dtype=np.int64)
+    sess_ci[m_sess] = m_ci
+    col = {d: cuts.col(d) for d in (0, 7, 30, 60, 90)}
+
+    def per_customer(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(sess_ci[mask], minlength=nc)
+
+    def any_in(rows: np.ndarray) -> np.ndarray:
+        return np.bincount(m_sess[rows], minlength=len(sess_ci)) > 0
+
+    for s in range(ns if len(sess_ci) else 0):
+        def inside(lo: int, hi: int) -> np.ndarray:
+            return (m_seg > col[lo][s]) & (m_seg <= col[hi][s])  # noqa: B023
+        for name, lo, hi in (("sessions_7d", 7, 0), ("sessions_30d", 30, 0), ("sessions_prev_30d", 60, 30)):
+            counts[name][s] += per_customer(any_in(inside(lo, hi)))
+        in_90 = inside(90, 0)
+        has_cart, has_checkout = any_in(in_90 & m_cart), any_in(in_90 & m_checkout)
+        counts["cart_sessions_90d"][s] += per_customer(has_cart)
+        counts["abandoned_90d"][s] += per_customer(has_cart & ~has_checkout)
+    return {
+        "sessions_7d": counts["sessions_7d"], "sessions_30d": counts["sessions_30d"],
+        "views_7d": out["views_7d"], "views_30d": out["views_30d"],
+        "searches_7d": out["searches_7d"], "searches_30d": out["searches_30d"],
+        "cart_adds_7d": out["cart_adds_7d"], "cart_adds_30d": out["cart_adds_30d"],
+        "checkouts_7d": out["checkouts_7d"], "checkouts_30d": out["checkouts_30d"],
+        "cart_sessions_90d": counts["cart_sessions_90d"],
+        "cart_abandon_rate_90d": _div(counts["abandoned_90d"], counts["cart_sessions_90d"]),
+        "sessions_trend_30d": counts["sessions_30d"] - counts["sessions_prev_30d"],
+    }
+
+
 # The text group reads `review_text` (one row per review with text: its sentiment and projected
 # embedding, custintel.features.text) beside `reviews`; reviews without text count in review_count
 # and mean_rating only. Means are 0 where a customer has no review (with text) before the snapshot.
-_TEXT_MEANS = ",".join(f"\n        avg(rt.{c}) AS {c}" for c in REVIEW_EMB_FEATURES)
-_TEXT_SELECTS = ",".join(f"\n    coalesce(rv.{c}, 0)::DOUBLE AS {c}" for c in REVIEW_EMB_FEATURES)
-
-_GROUP_SQL: dict[str, tuple[str | Callable[[_Segments], str], str, str]] = {
-    PURCHASE.name: (_purchase_ctes, "LEFT JOIN p USING (customer_id, snapshot_ts)", f"""
-    {_days_between("coalesce(p.last_ts, cs.signup_ts)", "cs.snapshot_ts")} AS recency_days,
-    coalesce(p.n, 0)::DOUBLE AS frequency,
-    coalesce(p.spend / p.n, 0)::DOUBLE AS monetary_mean,
-    coalesce(p.spend_90d, 0)::DOUBLE AS spend_90d,
-    coalesce(p.orders_90d, 0)::DOUBLE AS orders_90d,
-    {_days_between("cs.signup_ts", "cs.snapshot_ts")} AS tenure_days,
-    coalesce(p.spend_30d, 0)::DOUBLE AS spend_30d,
-    coalesce(p.spend_365d, 0)::DOUBLE AS spend_365d,
-    coalesce(p.orders_30d, 0)::DOUBLE AS orders_30d,
-    coalesce(p.orders_365d, 0)::DOUBLE AS orders_365d,
-    coalesce(sqrt(greatest(p.spend2 / p.n - (p.spend / p.n) ** 2, 0)), 0)::DOUBLE AS order_value_std,
-    coalesce(p.max_amount, 0)::DOUBLE AS order_value_max,
-    {_days_between("coalesce(p.first_ts, cs.signup_ts)", "cs.snapshot_ts")} AS days_since_first_order,
-    CASE WHEN p.n_gaps > 0 THEN p.gaps / p.n_gaps
-         ELSE {_days_between("coalesce(p.first_ts, cs.signup_ts)", "cs.snapshot_ts")}
-    END::DOUBLE AS interpurchase_mean_days,
-    CASE WHEN p.n_gaps > 0 THEN sqrt(greatest(p.gaps2 / p.n_gaps - (p.gaps / p.n_gaps) ** 2, 0))
-         ELSE 0 END::DOUBLE AS interpurchase_std_days,
-    coalesce(p.orders_30d - p.orders_prev_30d, 0)::DOUBLE AS orders_trend_30d,
-    coalesce(p.spend_30d - p.spend_prev_30d, 0)::DOUBLE AS spend_trend_30d"""),
-    BASKET.name: (_basket_ctes, "LEFT JOIN b_buy USING (customer_id, snapshot_ts)\n"
-                                "LEFT JOIN b_ret USING (customer_id, snapshot_ts)",
-        """
-    CASE WHEN b_buy.gross > 0 THEN b_buy.discount / b_buy.gross ELSE 0 END::DOUBLE AS discount_share,
-    CASE WHEN b_buy.n_lines > 0 THEN coalesce(b_ret.n_returned, 0) / b_buy.n_lines
-         ELSE 0 END::DOUBLE AS return_rate,
-    CASE WHEN b_buy.gross > 0  -- -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
-         THEN greatest(ln(b_buy.gross) - coalesce(b_buy.gross_ln_gross, 0) / b_buy.gross, 0)
-         ELSE 0 END::DOUBLE AS category_entropy,
-    CASE WHEN b_buy.gross > 0 THEN b_buy.top_gross / b_buy.gross ELSE 0 END::DOUBLE AS top_category_share"""),
-    ENGAGEMENT.name: (_engagement_ctes, "LEFT JOIN e USING (customer_id, snapshot_ts)", """
-    coalesce(e.sessions_7d, 0)::DOUBLE AS sessions_7d,
-    coalesce(e.sessions_30d, 0)::DOUBLE AS sessions_30d,
-    coalesce(e.views_7d, 0)::DOUBLE AS views_7d,
-    coalesce(e.views_30d, 0)::DOUBLE AS views_30d,
-    coalesce(e.searches_7d, 0)::DOUBLE AS searches_7d,
-    coalesce(e.searches_30d, 0)::DOUBLE AS searches_30d,
-    coalesce(e.cart_adds_7d, 0)::DOUBLE AS cart_adds_7d,
-    coalesce(e.cart_adds_30d, 0)::DOUBLE AS cart_adds_30d,
-    coalesce(e.checkouts_7d, 0)::DOUBLE AS checkouts_7d,
-    coalesce(e.checkouts_30d, 0)::DOUBLE AS checkouts_30d,
-    coalesce(e.cart_sessions_90d, 0)::DOUBLE AS cart_sessions_90d,
-    CASE WHEN e.cart_sessions_90d > 0 THEN e.abandoned_90d / e.cart_sessions_90d
-         ELSE 0 END::DOUBLE AS cart_abandon_rate_90d,
-    coalesce(e.sessions_30d - e.sessions_prev_30d, 0)::DOUBLE AS sessions_trend_30d"""),
-    TEXT.name: (f"""
-rv AS (
-    SELECT cs.customer_id, cs.snapshot_ts, count(*) AS review_count, avg(r.rating) AS mean_rating,
-        avg(rt.review_sentiment) AS review_sentiment,{_TEXT_MEANS}
-    FROM cs JOIN reviews r ON r.customer_id = cs.customer_id AND r.review_ts < cs.snapshot_ts
-    LEFT JOIN review_text rt ON rt.review_id = r.review_id
-    GROUP BY cs.customer_id, cs.snapshot_ts
-)""", "LEFT JOIN rv USING (customer_id, snapshot_ts)", f"""
-    coalesce(rv.review_count, 0)::DOUBLE AS review_count,
-    coalesce(rv.mean_rating, 0)::DOUBLE AS mean_rating,
-    coalesce(rv.review_sentiment, 0)::DOUBLE AS review_sentiment,{_TEXT_SELECTS}"""),
-}
-
-
-def _features_sql(groups: list[FeatureGroup], segments: dict[str, _Segments]) -> str:
-    ctes = [_GROUP_SQL[g.name][0] for g in groups]
-    ctes = ",".join([_CUSTOMER_SNAPSHOTS, *(c(segments[g.name]) if callable(c) else c
-                                            for g, c in zip(groups, ctes, strict=True))])
-    selects = ",".join(_GROUP_SQL[g.name][2] for g in groups)
-    joins = "\n".join(_GROUP_SQL[g.name][1] for g in groups)
-    return (f"WITH {ctes}\nSELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},{selects}\n"
-            f"FROM cs\n{joins}\nORDER BY {TIMESTAMP}, {ENTITY_KEY}")
-
+def _text(b: _Build, review_text: pd.DataFrame) -> dict[str, np.ndarray]:
+    cuts, nc = b.cuts(TEXT), len(b.ids)
+    t = b.read("reviews", ["review_id", "customer_id", "review_ts", "rating"])
+    ci, known = _lookup(b.ids, _ints(t["customer_id"]))
+    ts, nulls = _ns(t["review_ts"])
+    reviews = pd.DataFrame({"review_id": _ints(t["review_id"]), "ci": ci, "seg": cuts.seg(ts),
+                            "rating": _floats(t["rating"])})[known & ~nulls]
+    columns = ["review_sentiment", *REVIEW_EMB_FEATURES]
+    reviews = reviews.merge(review_text[["review_id", *columns]], on="review_id", how="left")
+    ci, seg = reviews["ci"].to_numpy(), reviews["seg"].to_numpy()
+    out = {"review_count": cuts.before(cuts.table(ci, seg, nc))}
+    for name, column in (("mean_rating", "rating"), *((c, c) for c in columns)):
+        x = reviews[column].to_numpy(dtype=np.float64)
+        there = ~np.isnan(x)
+        out[name] = _div(cuts.before(cuts.table(ci[there], seg[there], nc, x[there])),
+                         cuts.before(cuts.table(ci[there], seg[there], nc)))
+    return out
 
 _LABELS_SQL = f"""
 SELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},
@@ -321,7 +443,7 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
                      groups: list[FeatureGroup] | None = None,
                      review_text: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (customer signed up before the snapshot, snapshot) with the features of `groups`
-    (default: every group whose tables `raw_dir` holds).
+    (default: every group whose tables `raw_dir` holds), ordered by snapshot and customer.
 
     `review_text` is the per-review table of `custintel.features.text.review_text_table` for the
     text group; without it, it is computed here (projection fitted before the first snapshot, not saved)."""
@@ -329,14 +451,37 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     lacking = [g.name for g in groups if not set(g.tables) <= set(available_tables(raw_dir))]
     if lacking or PURCHASE not in groups:
         raise ValueError(f"{raw_dir} lacks the tables of feature groups {lacking or [PURCHASE.name]}")
-    con = _connect(raw_dir, snapshots)
-    segments = {name: _segments(snapshots, days) for name, days in _GROUP_WINDOWS.items()}
-    for name, seg in segments.items():
-        con.register(f"{name}_windows", seg.windows)
+    customers = pq.read_table(raw_dir / "customers.parquet", columns=["customer_id", "signup_ts"])
+    ids = _ints(customers["customer_id"])
+    signup, nulls = _ns(customers["signup_ts"])
+    by_id = np.argsort(ids[~nulls], kind="stable")
+    ids, signup = ids[~nulls][by_id], signup[~nulls][by_id]
+    wanted = np.sort(pd.to_datetime(snapshots, utc=True).as_unit("ns").asi8)
+    build = _Build(raw_dir, ids, signup, np.unique(wanted))
+    # the rows: per snapshot (each time it is asked for), the customers signed up before it
+    rows_ci = np.concatenate([np.flatnonzero(signup < s) for s in wanted] or [np.zeros(0, dtype=np.int64)])
+    rows_s = np.repeat(np.searchsorted(build.snaps, wanted), [int((signup < s).sum()) for s in wanted])
+    names = feature_names(groups)
+    block = np.empty((len(names), len(rows_ci)))  # the feature columns, one float block
+
+    def add(values: dict[str, np.ndarray]) -> None:  # (snapshot, customer) tables -> row columns
+        for name, v in values.items():
+            np.take(np.asarray(v, dtype=np.float64).ravel(), rows_s * len(ids) + rows_ci,
+                    out=block[names.index(name)])
+
+    orders = _orders(build)
+    add(_purchase(build, orders))
+    if BASKET in groups:
+        add(_basket(build, orders))
+    del orders
+    if ENGAGEMENT in groups:
+        add(_engagement(build))
     if TEXT in groups:
-        con.register("review_text", _review_text(raw_dir, snapshots) if review_text is None else review_text)
-    frame = _utc_frame(con.execute(_features_sql(groups, segments)).df())
-    return frame[[ENTITY_KEY, TIMESTAMP, *feature_names(groups)]]
+        add(_text(build, _review_text(raw_dir, snapshots) if review_text is None else review_text))
+    frame = pd.DataFrame(block.T, columns=names, copy=False)
+    frame.insert(0, TIMESTAMP, pd.to_datetime(build.snaps[rows_s], utc=True).as_unit("us"))
+    frame.insert(0, ENTITY_KEY, ids[rows_ci])
+    return frame
 
 
 def _review_text(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
