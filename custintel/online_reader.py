@@ -32,6 +32,8 @@ from custintel.features.schema import ENTITY_KEY
 
 _DOUBLE_TAG, _FLOAT_TAG = 0x29, 0x35  # ValueProto double_val (field 5, fixed64), float_val (6, fixed32)
 _MAX_KEYS_PER_STATEMENT = 5_000  # two bound parameters per key; SQLite allows 32,766
+_SQLITE_MMAP_BYTES = 1 << 30
+_SQLITE_CACHE_KIB = 256 * 1024
 
 
 class Unsupported(Exception):
@@ -195,15 +197,19 @@ class _SqliteBackend:
         versioning = config.registry.enable_online_feature_view_versioning
         selects, offset = [], 0
         for view, features in zip(reader.views, reader.view_features, strict=True):
+            # a row of a feature the service does not serve gets column -1 and is dropped
             cases = " ".join(f"WHEN {_quote_literal(name)} THEN {offset + j}"
                              for j, name in enumerate(features))
             selects.append(
-                f"SELECT req.i, CASE t.feature_name {cases} END, t.value, t.event_ts "
-                f"FROM req JOIN {_quote_id(_table_id(config.project, view, versioning))} AS t "
-                f"ON t.entity_key = req.k WHERE t.feature_name IN "
-                f"({', '.join(_quote_literal(name) for name in features)})")
+                f"SELECT req.i AS i, CASE t.feature_name {cases} ELSE -1 END AS c, t.value AS v, "
+                f"t.event_ts AS e FROM req JOIN {_quote_id(_table_id(config.project, view, versioning))} "
+                "AS t ON t.entity_key = req.k")
             offset += len(features)
         self.body = " UNION ALL ".join(selects)
+        # the whole answer as one row: Python builds no object per stored value
+        self.aggregate = ("SELECT group_concat(i), group_concat(c), group_concat(coalesce(e, 0)), "
+                          "group_concat(coalesce(length(v), 0)), CAST(group_concat(v, '') AS BLOB) "
+                          f"FROM ({self.body})")
         self.n_columns, self.n_views = offset, len(reader.views)
         self.view_of_column = reader.view_of_column
         self.local = threading.local()
@@ -219,13 +225,16 @@ class _SqliteBackend:
 
             conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True,
                                    check_same_thread=False, cached_statements=256)
+            conn.execute(f"PRAGMA mmap_size = {_SQLITE_MMAP_BYTES}")  # no read() per page
+            conn.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
             self.local.conn = conn
         return conn
 
-    def _statement(self, n: int) -> str:
-        sql = self.statements.get(n)
+    def _statement(self, n: int, aggregate: bool = True) -> str:
+        sql = self.statements.get((n, aggregate))
         if sql is None:
-            sql = self.statements[n] = (f"WITH req(i, k) AS (VALUES {', '.join(['(?, ?)'] * n)}) {self.body}")
+            sql = self.statements[n, aggregate] = (f"WITH req(i, k) AS (VALUES {', '.join(['(?, ?)'] * n)}) "
+                                                   f"{self.aggregate if aggregate else self.body}")
         return sql
 
     def _stock_seconds(self, stored: int) -> int:
@@ -247,22 +256,54 @@ class _SqliteBackend:
         for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
             chunk = keys[start:start + _MAX_KEYS_PER_STATEMENT]
             params = list(chain.from_iterable(enumerate(chunk, start)))
-            rows = conn.execute(self._statement(len(chunk)), params).fetchall()
-            if not rows:
-                continue
-            row_index, column_index, blobs, stored = zip(*rows, strict=True)
-            rows_at = np.fromiter(row_index, dtype=np.int64, count=len(rows))
-            columns_at = np.fromiter(column_index, dtype=np.int64, count=len(rows))
-            values[rows_at, columns_at] = decode_floats(blobs)
-            distinct = set(stored)
-            if len(distinct) == 1:
-                seconds = self._stock_seconds(next(iter(distinct)))
-            else:
-                lookup = {s: self._stock_seconds(s) for s in distinct}
-                seconds = np.fromiter(map(lookup.__getitem__, stored), dtype=np.int64, count=len(rows))
+            rows, columns, stored, lengths, joined = conn.execute(
+                self._statement(len(chunk)), params).fetchone()
+            if rows is None:
+                continue  # none of these keys is stored
+            try:
+                rows_at, columns_at, stored_at, lengths = (_integers(text)
+                                                           for text in (rows, columns, stored, lengths))
+                decoded = _decode_joined(joined or b"", lengths)
+            except ValueError:  # not the layout expected (e.g. a timestamp stored as text): row by row
+                rows_at, columns_at, stored_at, decoded = self._rows(conn, chunk, params)
+            served = columns_at >= 0
+            rows_at, columns_at, stored_at = rows_at[served], columns_at[served], stored_at[served]
+            values[rows_at, columns_at] = decoded[served]
+            distinct = np.unique(stored_at)
+            lookup = np.array([self._stock_seconds(value) for value in distinct.tolist()], dtype=np.int64)
             # stock takes the timestamp of the entity's last row in a view; a view's rows share it
-            stamps[rows_at, self.view_of_column[columns_at]] = seconds
+            stamps[rows_at, self.view_of_column[columns_at]] = lookup[np.searchsorted(distinct, stored_at)]
         return values, stamps
+
+    def _rows(self, conn, chunk: list[bytes], params: list):
+        rows = conn.execute(self._statement(len(chunk), aggregate=False), params).fetchall()
+        row_index, column_index, blobs, stored = zip(*rows, strict=True)
+        return (np.array(row_index, dtype=np.int64), np.array(column_index, dtype=np.int64),
+                np.array([int(value) for value in stored], dtype=np.int64), decode_floats(blobs))
+
+
+def _integers(text: str) -> np.ndarray:
+    """A group_concat of integers -> int64 array (ValueError for anything else)."""
+    parsed = np.fromstring(text, dtype=np.int64, sep=",")
+    if len(parsed) != text.count(",") + 1:
+        raise ValueError("not a list of integers")
+    return parsed
+
+
+def _decode_joined(joined: bytes, lengths: np.ndarray) -> np.ndarray:
+    """decode_floats of the blobs whose concatenation is `joined` and whose lengths are `lengths`."""
+    doubles = lengths == 9
+    if np.all(doubles | (lengths == 0)) and len(joined) == 9 * int(doubles.sum()):
+        parsed = np.frombuffer(joined, dtype=[("tag", "u1"), ("value", "<f8")])
+        if np.all(parsed["tag"] == _DOUBLE_TAG):
+            out = np.full(len(lengths), np.nan)
+            out[doubles] = parsed["value"]
+            return out
+    if int(lengths.sum()) != len(joined):
+        raise ValueError("stored values are not the concatenated blobs")
+    ends = np.cumsum(lengths).tolist()
+    return decode_floats([joined[end - length:end]
+                          for end, length in zip(ends, lengths.tolist(), strict=True)])
 
 
 def _quote_literal(text: str) -> str:

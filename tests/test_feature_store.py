@@ -270,7 +270,7 @@ def test_decode_floats_matches_feast_for_every_blob_shape():
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 
-    from custintel.online_reader import decode_floats
+    from custintel.online_reader import _decode_joined, decode_floats
 
     values = [Value(double_val=1.25), Value(), Value(double_val=0.0), Value(float_val=0.1),
               Value(int64_val=7), Value(double_val=-3e300), Value(int32_val=0)]
@@ -281,3 +281,6 @@ def test_decode_floats_matches_feast_for_every_blob_shape():
         None if x is None else float(x) for x in expected]
     doubles = [Value(double_val=x).SerializeToString() for x in (0.5, 2.0)] + [b""]
     np.testing.assert_array_equal(decode_floats(doubles), [0.5, 2.0, np.nan])
+    for parts in (doubles, blobs[:-1]):  # SQLite hands the blobs over concatenated, with their lengths
+        lengths = np.array([len(blob) for blob in parts])
+        np.testing.assert_array_equal(_decode_joined(b"".join(parts), lengths), decode_floats(parts))
