@@ -62,6 +62,7 @@ def apply_definitions(store, settings: Settings) -> list[str]:
     names = {obj.name for obj in objects}
     stale = [view for view in store.list_feature_views() if view.name not in names]
     store.apply(objects, objects_to_delete=stale, partial=not stale)
+    store.__dict__.pop(_READER_ATTR, None)  # the fast reader resolved the old service
     return [obj.name for obj in objects]
 
 
@@ -129,12 +130,38 @@ def feature_ttls(store) -> dict[str, timedelta | None]:
             for field in projection.features}
 
 
+_READER_ATTR = "_custintel_online_reader"
+
+
+def online_reader(store):
+    """The fast reader of the feature service on `store` (custintel.online_reader), built on first use
+    and kept on the store; None when the online store or the service is not one it supports."""
+    reader = store.__dict__.get(_READER_ATTR, False)
+    if reader is False:
+        from custintel.online_reader import OnlineReader
+
+        reader = OnlineReader.for_store(store)
+        setattr(store, _READER_ATTR, reader)
+    return reader
+
+
 def online_features(store, customer_ids: list[int], feature_names: list[str],
                     as_of: datetime | None = None) -> pd.DataFrame:
     """Online feature rows for `customer_ids` (in order); unknown ids come back as all-NaN rows.
 
     Feast's online read does not apply the TTL: a value whose event time is more than its view's
-    TTL before `as_of` (default: now) is stale and comes back as NaN, as the offline join does."""
+    TTL before `as_of` (default: now) is stale and comes back as NaN, as the offline join does.
+    Reads go through the fast reader (same values as the stock path, float64 columns) where the
+    online store is supported, else through `stock_online_features`."""
+    reader = online_reader(store)
+    if reader is not None:
+        return reader.read(customer_ids, feature_names, as_of=as_of)
+    return stock_online_features(store, customer_ids, feature_names, as_of=as_of)
+
+
+def stock_online_features(store, customer_ids: list[int], feature_names: list[str],
+                          as_of: datetime | None = None) -> pd.DataFrame:
+    """`online_features` through Feast's `get_online_features`, the TTL applied afterwards."""
     response = store.get_online_features(
         features=feature_service(store), entity_rows=[{ENTITY_KEY: int(i)} for i in customer_ids]
     ).to_dict(include_event_timestamps=True)

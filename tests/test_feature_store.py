@@ -209,3 +209,78 @@ def test_online_store_settings_are_validated(tmp_path):
         "cache.local:6380,db=2,password=s3cret,ssl=true")
     raw["feature_store"] = {"online_store": "redis", "redis_url": "cache.local:6379,db=1"}
     assert settings_from_dict(raw).feature_store.feast_redis_connection_string() == "cache.local:6379,db=1"
+
+
+def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stock columns are object (None) when every value is missing; the fast reader's are float64."""
+    return frame.astype({name: float for name in frame.columns if name != ENTITY_KEY})
+
+
+def test_fast_online_reader_equals_the_stock_read_with_ttl(make_settings):
+    from custintel.online_reader import OnlineReader
+
+    settings = make_settings("reader")
+    stale = 4
+    store = _store(settings, _offline_frame(settings, n_customers=60, stale=stale, seed=3))
+    latest = settings.snapshot_dates()[-1]
+    feature_store.materialize_incremental(store, settings, end_date=latest - timedelta(days=95))
+    feature_store.materialize_incremental(store, settings)
+    reader = feature_store.online_reader(store)
+    assert isinstance(reader, OnlineReader)
+    names = feature_store.service_feature_names(store)
+    assert reader.feature_names == names
+
+    rng = np.random.default_rng(0)
+    id_lists = [[stale], [123456], [0], [stale, stale, 1, 999, 1, 0], [], list(range(-2, 65))]
+    id_lists += [rng.integers(-5, 80, size=size).tolist() for size in (1, 7, 50, 100, 300)]
+    for as_of in (latest, latest - timedelta(days=30), latest + timedelta(days=200), None):
+        for ids in id_lists:
+            for subset in (names, names[::-3]):
+                fast = feature_store.online_features(store, ids, subset, as_of=as_of)
+                assert list(fast.columns) == [ENTITY_KEY, *subset]
+                assert fast[ENTITY_KEY].tolist() == [int(i) for i in ids]
+                if ids:  # stock get_online_features fails on no entity rows; the fast reader returns none
+                    stock = feature_store.stock_online_features(store, ids, subset, as_of=as_of)
+                    pd.testing.assert_frame_equal(fast, _as_float(stock), check_exact=True)
+    at_latest = feature_store.online_features(store, [stale, 1, 10**9], names, as_of=latest)
+    assert at_latest.loc[[0, 2], names].isna().all(axis=None)  # stale, unknown
+    assert at_latest.loc[1, names].notna().any()
+    earlier = feature_store.online_features(store, [stale], names, as_of=latest - timedelta(days=30))
+    assert earlier[names].notna().any(axis=None)  # inside the TTL 30 days earlier
+
+
+def test_online_features_fall_back_to_stock_when_the_reader_is_unsupported(tmp_path, monkeypatch):
+    from custintel.online_reader import OnlineReader, Unsupported
+
+    settings = settings_from_dict(tiny_params(tmp_path / "data"))
+    store = _store(settings, _offline_frame(settings, n_customers=10, stale=2))
+    feature_store.materialize_latest(store, settings)
+
+    def unsupported(self, store, service_name=None):
+        raise Unsupported("test")
+
+    monkeypatch.setattr(OnlineReader, "__init__", unsupported)
+    assert feature_store.online_reader(store) is None
+    names = feature_store.service_feature_names(store)
+    served = feature_store.online_features(store, [1, 2, 50], names, as_of=settings.snapshot_dates()[-1])
+    assert served[names].notna().any(axis=1).tolist() == [True, False, False]
+
+
+def test_decode_floats_matches_feast_for_every_blob_shape():
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    from custintel.online_reader import _decode_joined, decode_floats
+
+    values = [Value(double_val=1.25), Value(), Value(double_val=0.0), Value(float_val=0.1),
+              Value(int64_val=7), Value(double_val=-3e300), Value(int32_val=0)]
+    blobs = [value.SerializeToString() for value in values] + [None]
+    expected = [feast_value_type_to_python_type(value) for value in values] + [None]
+    decoded = decode_floats(blobs)
+    assert [None if np.isnan(x) else x for x in decoded.tolist()] == [
+        None if x is None else float(x) for x in expected]
+    doubles = [Value(double_val=x).SerializeToString() for x in (0.5, 2.0)] + [b""]
+    np.testing.assert_array_equal(decode_floats(doubles), [0.5, 2.0, np.nan])
+    for parts in (doubles, blobs[:-1]):  # SQLite hands the blobs over concatenated, with their lengths
+        lengths = np.array([len(blob) for blob in parts])
+        np.testing.assert_array_equal(_decode_joined(b"".join(parts), lengths), decode_floats(parts))
