@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -106,19 +105,15 @@ def _run_child(params_file: Path, path: str, timeout: float | None) -> dict | No
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_redis(workdir: Path):
     exe = shutil.which("redis-server")
     if exe is None:
         return None, None
     import redis
 
-    port = _free_port()
+    from custintel.server import free_port
+
+    port = free_port()
     process = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
                                 "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -131,6 +126,12 @@ def _start_redis(workdir: Path):
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("redis-server did not start")
+
+
+def _stop_redis(process) -> None:
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def _same_values(stock_params: Path, fast_params: Path, ids: list[int]) -> bool:
@@ -246,9 +247,7 @@ def main() -> None:
             }
             print(json.dumps({backend: results[backend]}, indent=2), flush=True)
     finally:
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(timeout=10)
+        _stop_redis(redis_process)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
 

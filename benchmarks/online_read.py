@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.materialize import _settings_raw, _start_redis, write_offline  # noqa: E402
+from benchmarks.materialize import _settings_raw, _start_redis, _stop_redis, write_offline  # noqa: E402
 
 PATHS = ("stock_raw", "stock", "fast")
 
@@ -134,9 +134,7 @@ def main() -> None:
             results[backend] = bench_backend(backend, data_dir, url, args.customers, args.requests,
                                              args.sizes, args.check)
     finally:
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(timeout=10)
+        _stop_redis(redis_process)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
 

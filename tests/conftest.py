@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from custintel.config import Settings, settings_from_dict
+from custintel.server import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,12 +39,6 @@ def tiny_params_file(tmp_path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> str:
     """A throwaway redis-server on a free local port (data in a temp dir); yields its redis:// URL.
@@ -61,7 +55,7 @@ def redis_server(tmp_path_factory) -> str:
     import redis
 
     workdir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
          "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
