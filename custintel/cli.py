@@ -246,22 +246,91 @@ def drift(run_id: RunId = None) -> None:
 
 @app.command()
 def promote(run_id: RunId = None) -> None:
-    """Register the run's model in the BentoML store; promote it if it beats the champion."""
+    """Register the run's model in the BentoML store; promote it if it passes the champion/challenger gate."""
+    from custintel.registry import cli_actor
     from custintel.steps.promote import promote as run
     from custintel.steps.promote import register
 
     settings = _settings()
     run_dir = _run_dir(settings, run_id)
-    _print(run(settings, run_dir, register(settings, run_dir)))
+    _print(run(settings, run_dir, register(settings, run_dir), cli_actor("custintel promote")))
+
+
+Reason = Annotated[str | None, typer.Option(help="Why (kept in the promotion ledger).")]
 
 
 @app.command()
-def rollback() -> None:
-    """Make the previous champion the champion again."""
-    from custintel.paths import DataPaths
-    from custintel.registry import rollback as run
+def rollback(reason: Reason = None) -> None:
+    """Make the previous champion (the one before the current in the ledger) the champion again."""
+    from custintel.registry import cli_actor
+    from custintel.steps.promote import rollback as run
 
-    _print({"champion": run(DataPaths(_settings().data_dir))})
+    _print(run(_settings(), cli_actor("custintel rollback"), reason))
+
+
+models = typer.Typer(no_args_is_help=True, help="Model versions in the BentoML store, the champion and the "
+                                                "promotion ledger.")
+app.add_typer(models, name="models")
+
+
+@models.command("list")
+def models_list() -> None:
+    """Every stored version, newest first, with its run, data version, metric and champion flag."""
+    from custintel import registry
+    from custintel.paths import DataPaths
+
+    settings = _settings()
+    champion, metric = registry.champion_tag(DataPaths(settings.data_dir)), settings.promote.metric
+    _print({"champion": champion, "versions": [
+        {"tag": v["tag"], "champion": v["tag"] == champion, "created_at": v["created_at"],
+         "run_id": v.get("run_id"), "data_version": v.get("data_version"),
+         metric: (v.get("metrics") or {}).get(metric), "parent_champion": v.get("parent_champion"),
+         "git_commit": v.get("git_commit")} for v in registry.list_versions()]})
+
+
+@models.command("show")
+def models_show(tag: Annotated[str | None, typer.Argument(
+        help="Version tag (customer_model:<version>); default the champion.")] = None) -> None:
+    """The version's model card and lineage (data revision, Feast registry, git commit, Optuna trial)."""
+    from custintel import registry
+    from custintel.paths import DataPaths
+
+    settings = _settings()
+    tag = tag or registry.champion_tag(DataPaths(settings.data_dir))
+    if tag is None:
+        raise UserError("No champion yet: pass a version tag (see `custintel models list`).")
+    lineage = registry.model_metadata(tag)
+    card = registry.model_path(tag) / "model_card.md"
+    typer.echo(card.read_text() if card.is_file() else f"# {tag}\n\n(no model card stored with this version)")
+    typer.echo("\n## Lineage\n\n```json\n" + json.dumps(lineage, indent=2, default=str) + "\n```")
+
+
+@models.command("promote")
+def models_promote(
+    tag: Annotated[str, typer.Argument(help="Version tag to make champion (see `custintel models list`).")],
+    reason: Reason = None,
+) -> None:
+    """Make a named version the champion by hand (skips the gate; recorded in the ledger)."""
+    from custintel.registry import cli_actor
+    from custintel.steps.promote import promote_by_hand
+
+    _print(promote_by_hand(_settings(), tag, cli_actor(f"custintel models promote {tag}"), reason))
+
+
+@models.command("rollback")
+def models_rollback(reason: Reason = None) -> None:
+    """Same as `custintel rollback`: back to the champion before the current one; repeat to go further."""
+    rollback(reason)
+
+
+@models.command("ledger")
+def models_ledger(last: Annotated[int | None, typer.Option(help="Only the last N entries.")] = None) -> None:
+    """The promotion ledger: every promotion, rejection and rollback, oldest first."""
+    from custintel import registry
+    from custintel.paths import DataPaths
+
+    entries = registry.ledger_entries(DataPaths(_settings().data_dir))
+    _print({"entries": entries[-last:] if last else entries})
 
 
 @app.command()

@@ -227,15 +227,34 @@ class DriftSection(_Section):
     sample_size: int = Field(20000, ge=100, description="Rows sampled per side for the report.")
 
 
+class BootstrapSection(_Section):
+    n_resamples: int = Field(1000, ge=10, description="Paired bootstrap resamples of the holdout customers.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the delta's interval.")
+
+
+class CalibrationSection(_Section):
+    max_gap: float = Field(0.05, ge=0, le=1, description="|mean predicted churn - observed churn rate| limit.")
+    max_ece: float = Field(0.10, ge=0, le=1, description="Expected calibration error limit (10 bins).")
+
+
 class PromoteSection(_Section):
     metric: Literal["churn_auc", "value_spearman", "neg_value_mae"] = "churn_auc"
     min_improvement: float = Field(0.0, description="A challenger must win by more than this.")
+    bootstrap: BootstrapSection = BootstrapSection()
+    tier_tolerance: float = Field(0.02, ge=0, description="Largest metric loss allowed on any value tier.")
+    segment_tolerance: float = Field(0.02, ge=0, description="Largest metric loss allowed on any segment.")
+    min_group_rows: int = Field(50, ge=1, description="Tiers/segments with fewer holdout rows are skipped.")
+    calibration: CalibrationSection = CalibrationSection()
+    latency_budget_ms: float = Field(1000.0, gt=0, description="Median ms to score one max-size request batch.")
+    build_bento: bool = Field(True, description="Build the Bento bundle of every new champion.")
 
 
 class ServeSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
     max_ids_per_request: int = Field(1000, ge=1)
+    reload_interval_s: float = Field(2.0, ge=0, description="Check the champion pointer this often "
+                                     "and swap in a new champion (0: never).")
 
 
 class AlertsSection(_Section):

@@ -102,6 +102,7 @@ def _retrain(settings: Settings, force: bool, logger) -> dict:
                     "metrics": str(run_dir / "metrics.json"),
                     "drift_html": str(run_dir / "drift.html"), "drift_json": str(run_dir / "drift.json"),
                     "promotion": str(run_dir / "promotion.json"),
+                    "ledger": str(paths.registry / "ledger.jsonl"),
                     "segments": str(run_dir / "segments.json"), "scores": str(run_dir / "scores.parquet"),
                     "retention_targets": str(run_dir / "retention_targets.csv")},
     }

@@ -1,5 +1,6 @@
 """BentoML service: POST /predict {"customer_ids": [...]} -> churn probability, predicted spend,
-value tier and segment; GET /segments -> the served model's segment profiles.
+value tier and segment; GET /segments -> the served model's segment profiles; GET /metadata ->
+the served model's version and lineage.
 
     custintel serve              # or: bentoml serve serving.service:CustomerIntelService
 
@@ -30,7 +31,17 @@ class CustomerIntelService:
         settings = load_settings(os.environ.get("CUSTINTEL_PARAMS"))
         configure(settings)
         self.max_ids = settings.serve.max_ids_per_request
-        self.scorer = OnlineScorer.from_settings(settings, os.environ.get("CUSTINTEL_MODEL_TAG"))
+        from custintel.champion_watch import ChampionWatcher
+        from custintel.paths import DataPaths
+
+        # the champion, swapped in place when the pointer changes (custintel/champion_watch.py)
+        self.models = ChampionWatcher(DataPaths(settings.data_dir),
+                                      lambda tag: OnlineScorer.from_settings(settings, tag),
+                                      os.environ.get("CUSTINTEL_MODEL_TAG"), settings.serve.reload_interval_s)
+
+    @property
+    def scorer(self):
+        return self.models.current().model
 
     @bentoml.api
     def predict(self, customer_ids: list[int]) -> dict:
@@ -45,3 +56,11 @@ class CustomerIntelService:
     def segments(self) -> dict:
         """GET /segments: the served model's segment profiles."""
         return self.scorer.segments()
+
+    @http.get("/metadata")
+    def metadata(self) -> dict:
+        """GET /metadata: the served version and its lineage (data revision, Feast registry version,
+        git commit, Optuna study and trial, params, metrics, parent champion)."""
+        served = self.models.current()
+        return {"model_version": served.tag, "loaded_at": served.loaded_at, "lineage": served.metadata,
+                "reload_error": self.models.last_error}
