@@ -233,7 +233,7 @@ class BootstrapSection(_Section):
 
 
 class CalibrationSection(_Section):
-    max_gap: float = Field(0.05, ge=0, le=1, description="|mean predicted churn - observed churn rate| limit.")
+    max_gap: float = Field(0.05, ge=0, le=1, description="|mean predicted - observed churn| limit.")
     max_ece: float = Field(0.10, ge=0, le=1, description="Expected calibration error limit (10 bins).")
 
 
@@ -245,7 +245,7 @@ class PromoteSection(_Section):
     segment_tolerance: float = Field(0.02, ge=0, description="Largest metric loss allowed on any segment.")
     min_group_rows: int = Field(50, ge=1, description="Tiers/segments with fewer holdout rows are skipped.")
     calibration: CalibrationSection = CalibrationSection()
-    latency_budget_ms: float = Field(1000.0, gt=0, description="Median ms to score one max-size request batch.")
+    latency_budget_ms: float = Field(1000.0, gt=0, description="Median ms to score a max-size batch.")
     build_bento: bool = Field(True, description="Build the Bento bundle of every new champion.")
 
 

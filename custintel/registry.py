@@ -179,7 +179,8 @@ def promote_by_hand(paths: DataPaths, tag: str, actor: dict, reason: str | None 
     with locked(paths):
         if champion_tag(paths) == tag:
             raise UserError(f"{tag} is already the champion.")
-        return record(paths, "manual_promotion", tag, actor, reasons=[reason or "promoted by hand"], **details)
+        return record(paths, "manual_promotion", tag, actor, reasons=[reason or "promoted by hand"],
+                      **details)
 
 
 def rollback(paths: DataPaths, actor: dict, reason: str | None = None) -> dict:

@@ -66,8 +66,8 @@ def test_regression_on_one_tier_is_rejected_even_when_the_overall_metric_wins():
     # the champion ranks the high tier perfectly and the rest badly; the challenger the other way round
     champion = np.where(high, p_true, _noisy(rng, p_true, 3.0))
     challenger = np.where(high, _noisy(rng, p_true, 1.5), p_true)
-    decision = decide(CFG, truth, Scores(challenger, truth.spend), Scores(champion, truth.spend), groups, FAST,
-                      seed=1)
+    decision = decide(CFG, truth, Scores(challenger, truth.spend), Scores(champion, truth.spend), groups,
+                      FAST, seed=1)
     assert decision["bootstrap"]["ci_low"] > 0  # overall it wins clearly...
     assert not decision["promoted"]  # ...but the high tier regresses
     regressed = [g["group"] for g in decision["groups"] if g.get("regressed")]

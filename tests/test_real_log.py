@@ -15,6 +15,7 @@ import yaml
 from custintel.config import load_settings
 from custintel.features.schema import PURCHASE
 from custintel.paths import DataPaths
+from tests.conftest import SMALL_RUN_PROMOTE
 from tests.test_end_to_end import ROOT, _retrain
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +29,7 @@ def cdnow_run(tmp_path_factory):
     raw["features"]["snapshot_every_days"] = 60  # fewer training rows: this checks the plumbing
     raw["train"] = {"max_epochs": 2, "batch_size": 1024, "tuning": {"n_trials": 2}}
     raw["drift"] = {"sample_size": 2000}
+    raw["promote"] = SMALL_RUN_PROMOTE
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     settings = load_settings(params)

@@ -45,10 +45,10 @@ def test_ledger_is_append_only_and_rollbacks_walk_back(tmp_path):
     _promote(paths, "m:d")
     assert registry.rollback(paths, ACTOR)["tag"] == "m:a"
     # every write only appended: each earlier ledger is a prefix of the later one
-    assert all(later.startswith(earlier) for earlier, later in zip(snapshots, snapshots[1:]))
+    assert all(later.startswith(earlier) for earlier, later in zip(snapshots, snapshots[1:], strict=False))
     entries = registry.ledger_entries(paths)
-    assert [e["event"] for e in entries] == ["promoted"] * 3 + ["rejected", "rollback", "rollback", "promoted",
-                                                                  "rollback"]
+    assert [e["event"] for e in entries] == [
+        "promoted", "promoted", "promoted", "rejected", "rollback", "rollback", "promoted", "rollback"]
     assert [e["seq"] for e in entries] == list(range(1, 9))
     assert entries[5] | {"at": None} == entries[5] | {
         "at": None, "tag": "m:a", "champion_before": "m:b", "champion_after": "m:a", "actor": ACTOR,
@@ -74,7 +74,7 @@ def _assert_serialised(paths: DataPaths, expected: int) -> None:
     entries = registry.ledger_entries(paths)
     assert len(entries) == expected and [e["seq"] for e in entries] == list(range(1, expected + 1))
     # each promotion saw the previous one's result: an unbroken chain of champions
-    for before, after in zip(entries, entries[1:]):
+    for before, after in zip(entries, entries[1:], strict=False):
         assert after["champion_before"] == before["tag"]
     pointer = registry.read_champion(paths)
     assert pointer["champion"] == entries[-1]["tag"] and pointer["version"] == expected

@@ -126,7 +126,8 @@ def _deltas(decision: dict) -> dict:
               "champion_value": decision.get("champion_value")}
     if "bootstrap" in decision:
         deltas.update({k: decision["bootstrap"][k] for k in ("delta", "ci_low", "ci_high", "confidence")})
-        deltas["groups"] = {f"{g['kind']}:{g['group']}": g["delta"] for g in decision["groups"] if "delta" in g}
+        deltas["groups"] = {f"{g['kind']}:{g['group']}": g["delta"]
+                            for g in decision["groups"] if "delta" in g}
     return deltas
 
 
@@ -134,8 +135,9 @@ def alert_text(decision: dict) -> str:
     metric, tag = decision["metric"], decision["challenger"]
     if "bootstrap" in decision:
         b = decision["bootstrap"]
-        numbers = (f"{metric} {decision['challenger_value']:.4f} vs champion {decision['champion_value']:.4f}, "
-                   f"delta {b['delta']:+.4f} ({b['confidence']:.0%} CI [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}])")
+        numbers = (f"{metric} {decision['challenger_value']:.4f} vs champion "
+                   f"{decision['champion_value']:.4f}, delta {b['delta']:+.4f} "
+                   f"({b['confidence']:.0%} CI [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}])")
     else:
         numbers = f"{metric} {decision['challenger_value']:.4f}"
     if decision["promoted"]:
