@@ -20,7 +20,7 @@ def test_every_step_has_a_subcommand():
                          check=True, cwd=ROOT).stdout
     for command in ("generate", "import", "data-versions", "validate", "ingest", "features", "feast-apply",
                     "materialize", "train", "evaluate",
-                    "drift", "promote", "rollback", "serve", "predict", "retrain"):
+                    "drift", "promote", "rollback", "models", "serve", "predict", "retrain"):
         assert command in out
 
 
@@ -42,3 +42,19 @@ def test_params_file_can_come_from_the_environment(tmp_path):
                           env=env, cwd=tmp_path)
     assert proc.returncode == 2
     assert f"{bad} is invalid" in proc.stderr and "source.path is required" in proc.stderr
+
+
+def test_model_commands_without_models_are_one_clear_error(tiny_params_file):
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "custintel.cli", "-p", str(tiny_params_file), *args],
+                              capture_output=True, text=True, cwd=ROOT, env=env)
+
+    for args, message in [(("models", "promote", "customer_model:nope"), "not in the BentoML store"),
+                          (("rollback",), "no earlier champion"),
+                          (("models", "show"), "No champion yet")]:
+        proc = run(*args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert '"entries": []' in run("models", "ledger").stdout

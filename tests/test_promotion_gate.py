@@ -84,15 +84,25 @@ def test_small_groups_and_undefined_metrics_are_skipped_not_failed():
     assert [g["skipped"] for g in decision["groups"] if g["group"] == 7] == ["fewer than 50 rows"]
 
 
-def test_fast_rank_metrics_match_the_reported_ones():
+def test_weighted_metrics_match_the_reported_ones_on_repeated_rows():
+    """metric(weights) equals training.metrics on the sample with each row repeated by its weight
+    (a bootstrap resample), ties included."""
+    from custintel.promotion_gate import metric_value
     from training.metrics import churn_auc, value_spearman
 
     rng, p_true, truth, _ = _world()
-    score = np.round(_noisy(rng, p_true, 1.0), 2)  # with ties
-    from custintel.promotion_gate import rank_auc, rank_spearman
-
-    assert rank_auc(truth.churned, score) == pytest.approx(churn_auc(truth.churned, score), abs=1e-12)
-    assert rank_spearman(truth.spend, score) == pytest.approx(value_spearman(truth.spend, score), abs=1e-12)
+    scores = Scores(np.round(_noisy(rng, p_true, 1.0), 2), np.round(truth.spend * rng.random(N), -1))
+    counts = np.bincount(rng.integers(0, N, N), minlength=N)
+    rows = np.repeat(np.arange(N), counts)
+    assert metric_value("churn_auc", truth, scores, counts) == pytest.approx(
+        churn_auc(truth.churned[rows], scores.churn_prob[rows]), abs=1e-12)
+    assert metric_value("value_spearman", truth, scores, counts) == pytest.approx(
+        value_spearman(truth.spend[rows], scores.spend[rows]), abs=1e-12)
+    assert metric_value("neg_value_mae", truth, scores, counts) == pytest.approx(
+        -np.mean(np.abs(scores.spend[rows] - truth.spend[rows])), abs=1e-9)
+    mask = truth.spend > 0
+    assert metric_value("value_spearman", truth, scores, mask) == pytest.approx(
+        value_spearman(truth.spend[mask], scores.spend[mask]), abs=1e-12)
 
 
 def test_nan_predictions_are_rejected_without_a_champion_too():
