@@ -31,8 +31,9 @@ class Served:
 
 class ChampionWatcher:
     def __init__(self, paths: DataPaths, load: Callable[[str], object], pinned_tag: str | None = None,
-                 interval_s: float = 2.0) -> None:
-        self._paths, self._load, self._pinned = paths, load, pinned_tag
+                 interval_s: float = 2.0, describe: Callable[[str], dict] = registry.model_metadata) -> None:
+        """`load(tag)` builds what serves a version; `describe(tag)` its lineage (the store's metadata)."""
+        self._paths, self._load, self._describe, self._pinned = paths, load, describe, pinned_tag
         self._signature = self._pointer_signature()
         tag = pinned_tag or registry.champion_tag(paths)
         if tag is None:
@@ -53,7 +54,7 @@ class ChampionWatcher:
         self._stop.set()
 
     def _make(self, tag: str) -> Served:
-        return Served(tag=tag, model=self._load(tag), metadata=registry.model_metadata(tag))
+        return Served(tag=tag, model=self._load(tag), metadata=self._describe(tag))
 
     def _pointer_signature(self) -> tuple | None:
         try:
@@ -64,6 +65,8 @@ class ChampionWatcher:
 
     def check(self) -> bool:
         """Swap in the pointer's champion if it changed; True when a new version is now served."""
+        if self._pinned is not None:
+            return False
         signature = self._pointer_signature()
         if signature == self._signature:
             return False
