@@ -21,6 +21,7 @@ from custintel import server
 from custintel.config import load_settings
 from custintel.paths import DataPaths
 from custintel.runtime import environment
+from tests.test_alerts import receiver  # noqa: F401, F811 - the local Slack webhook receiver fixture
 from tests.test_end_to_end import ROOT, _retrain
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +35,8 @@ def _cli(params: Path, *args: str) -> dict:
     return json.loads(proc.stdout) if proc.stdout.lstrip().startswith("{") else {"text": proc.stdout}
 
 
-def _cli_async(params: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+def _cli_async(params: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"} | (env or {})
     return subprocess.Popen([sys.executable, "-m", "custintel.cli", "-p", str(params), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
 
@@ -85,11 +86,13 @@ def test_the_flows_promotion_is_in_the_ledger_with_lineage_and_a_bento(lifecycle
     assert "# Model card: run" in card and "## Lineage" in card and tuning["study"] in card
 
 
-def test_concurrent_gated_promotions_are_judged_one_after_the_other(lifecycle):
+def test_concurrent_gated_promotions_are_judged_one_after_the_other(lifecycle, receiver):  # noqa: F811
     params, summary, paths = lifecycle
+    hook, alerts, _ = receiver
     champion = summary["promotion"]["challenger"]
     runs = [_copy_run(paths, summary["run_id"], f"{summary['run_id']}-copy{i}") for i in (1, 2)]
-    procs = [_cli_async(params, "promote", "--run-id", run) for run in runs]
+    webhook = {load_settings(params).alerts.webhook_env: hook}
+    procs = [_cli_async(params, "promote", "--run-id", run, env=webhook) for run in runs]
     outputs = [proc.communicate(timeout=600) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outputs]
     decisions = [json.loads(out) for out, _ in outputs]
@@ -102,6 +105,10 @@ def test_concurrent_gated_promotions_are_judged_one_after_the_other(lifecycle):
     assert [e["seq"] for e in entries] == [1, 2, 3]
     assert all(e["champion_before"] == champion and e["actor"]["via"] == "cli" for e in entries[1:])
     assert json.loads((paths.registry / "champion.json").read_text())["champion"] == champion
+    # one Slack message per rejection, with the deltas and the reason
+    assert sorted(a["text"].split()[4] for a in alerts) == sorted(d["challenger"] for d in decisions)
+    assert all("rejected challenger" in a["text"] and "delta +0.0000" in a["text"] and "CI" in a["text"]
+               and "does not exclude zero" in a["text"] for a in alerts)
 
 
 @pytest.fixture(scope="module")
