@@ -44,9 +44,12 @@ def champion_history(entries: list[dict]) -> list[str]:
     """The stack of champions replayed from the ledger, oldest first; the last is the champion.
 
     A promotion pushes its tag; a rollback pops the current champion, so repeated rollbacks walk
-    further back (a, b, c -> rollback -> a, b -> rollback -> a) instead of toggling."""
+    further back (a, b, c -> rollback -> a, b -> rollback -> a) instead of toggling. A champion
+    from before the ledger existed (an older pointer) is the bottom of the stack."""
     stack: list[str] = []
     for entry in entries:
+        if entry["event"] in CHAMPION_EVENTS and not stack and entry.get("champion_before"):
+            stack.append(entry["champion_before"])
         if entry["event"] in CHAMPION_EVENTS and (not stack or stack[-1] != entry["tag"]):
             stack.append(entry["tag"])
         elif entry["event"] == "rollback" and stack:

@@ -62,6 +62,9 @@ def test_champion_history_replay():
         ("promoted", "a"), ("rejected", "x"), ("manual_promotion", "b"), ("promoted", "c"), ("rollback", "b"),
         ("promoted", "d")]]
     assert ledger.champion_history(entries) == ["a", "b", "d"]
+    # a champion set before the ledger existed (older pointer) can be rolled back to
+    legacy = [{"event": "promoted", "tag": "b", "champion_before": "old"}]
+    assert ledger.champion_history(legacy) == ["old", "b"]
 
 
 def _promote_many(root: str, prefix: str, n: int) -> None:
