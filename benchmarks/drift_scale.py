@@ -98,9 +98,11 @@ def median_of(mode: str, rows: int, features: int, runs: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per side of the custintel run")
-    parser.add_argument("--stock-rows", type=int, default=50_000, help="rows per side of the stock/ratio runs")
+    parser.add_argument("--stock-rows", type=int, default=50_000, 
+                        help="rows per side of the stock/ratio runs")
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--child")

@@ -69,7 +69,8 @@ def _post(url: str, text: str, cfg: AlertsSection, retries: int) -> bool:
             log.warning("alert webhook answered HTTP %s (attempt %d of %d)", response.status_code, attempt,
                         retries)
         except Exception as exc:  # noqa: BLE001 - httpx errors (and their text) may hold the URL
-            log.warning("alert webhook call failed: %s (attempt %d of %d)", type(exc).__name__, attempt, retries)
+            log.warning("alert webhook call failed: %s (attempt %d of %d)", type(exc).__name__, attempt,
+                        retries)
         if attempt < retries:
             time.sleep(delay)
             delay *= 2

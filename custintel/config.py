@@ -289,8 +289,9 @@ class AlertsSection(_Section):
     timeout_s: float = Field(5.0, gt=0)
     retries: int = Field(3, ge=1, description="Attempts per message.")
     backoff_s: float = Field(0.5, ge=0, description="Wait before the 2nd attempt; doubles after each.")
-    min_interval_s: float = Field(3600.0, ge=0, description="At most one message of a kind per this many "
-                                                            "seconds (repeats of a condition never re-alert).")
+    min_interval_s: float = Field(3600.0, ge=0, description="At most one message of a kind per this "
+                                                            "many seconds (a repeated condition never "
+                                                            "re-alerts).")
 
 
 DEFAULT_PLAYBOOK = {

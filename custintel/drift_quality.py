@@ -42,7 +42,8 @@ def _null_share(column: pd.Series) -> float:
     return float(column.isna().mean())
 
 
-def structure_issues(reference: pd.DataFrame, current: pd.DataFrame, features: list[str]) -> list[QualityIssue]:
+def structure_issues(reference: pd.DataFrame, current: pd.DataFrame,
+                     features: list[str]) -> list[QualityIssue]:
     """Rows and columns: what must hold before any column can be compared."""
     issues = [QualityIssue("no_rows", None, f"the {side} data has no rows")
               for side, frame in (("reference", reference), ("current", current)) if len(frame) == 0]
@@ -83,8 +84,9 @@ def value_issues(reference: pd.DataFrame, current: pd.DataFrame, features: list[
             outside = outside / len(values)
             if outside > cfg.max_out_of_range:
                 issues.append(QualityIssue(
-                    "out_of_range", name, f"{outside:.1%} of {name} outside the reference range "
-                                          f"[{low:.4g}, {high:.4g}] widened by {cfg.range_margin:g}x its width",
+                    "out_of_range", name,
+                    f"{outside:.1%} of {name} outside the reference range [{low:.4g}, {high:.4g}] "
+                    f"widened by {cfg.range_margin:g}x its width",
                     outside, cfg.max_out_of_range))
         else:
             unseen = float((~cur.dropna().isin(set(ref.dropna().unique()))).sum() / max(len(cur), 1))

@@ -71,8 +71,8 @@ def _power(results: dict[str, ColumnDrift], n_ref: int, n_cur: int) -> dict:
             "statement": (f"{n_ref} reference vs {n_cur} current rows: with no drift the {method} statistic "
                           f"stays below about {worst:.4f} (split-half estimate); it flags at {threshold:g}"
                           + (", so a shift of the whole distribution by >= "
-                             f"{threshold + 3 * worst:.3f} std-devs is flagged (power ~1)" if method == "wasserstein"
-                             else "")),
+                             f"{threshold + 3 * worst:.3f} std-devs is flagged (power ~1)"
+                             if method == "wasserstein" else "")),
         }
     return power
 
@@ -115,8 +115,14 @@ def run_monitoring(inputs: MonitorInputs, cfg: DriftSection, seed: int, out_dir:
     cur_s = sample_rows(inputs.current, cfg.sample_size, seed + 1)
     if comparable:
         per_feature = feature_drift(ref_s, cur_s, comparable, cfg, seed)
-        summary["sample"] = {"reference": len(ref_s), "current": len(cur_s),
-                             "power": _power(per_feature, len(ref_s), len(cur_s))}
+        power = _power(per_feature, len(ref_s), len(cur_s))
+        summary["sample"] = {"reference": len(ref_s), "current": len(cur_s), "power": power}
+        weak = [m for m, p in power.items() if p["headroom"] is not None and p["headroom"] < 3]
+        if weak:
+            summary["notes"] = [*inputs.notes, (
+                f"underpowered: with {len(ref_s)} vs {len(cur_s)} rows the no-drift noise of "
+                f"{', '.join(weak)} exceeds a third of its threshold; false alarms are possible "
+                "(more rows, i.e. drift.sample_size or more customers, fix it)")]
     model_ok = inputs.predict is not None and not issues
     if model_ok:
         ref_p, cur_p = _with_predictions(inputs.predict, ref_s), _with_predictions(inputs.predict, cur_s)

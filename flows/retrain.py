@@ -67,8 +67,8 @@ def retrain(params_path: str = "params.yaml", force: bool = False) -> dict:
     settings = load_settings(params_path)
     logger = get_run_logger()
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    alerts.notify(settings, "retrain_started", f":arrows_counterclockwise: custintel retrain started ({started}).",
-                  started)
+    alerts.notify(settings, "retrain_started",
+                  f":arrows_counterclockwise: custintel retrain started ({started}).", started)
     try:
         summary = _retrain(settings, force, logger)
     except Exception as exc:

@@ -13,7 +13,8 @@ from custintel.alerts import clear, flow_failed, notify, send_alert
 from custintel.config import AlertsSection, settings_from_dict
 from tests.conftest import tiny_params
 
-SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSECRETtoken"
+TOKEN = "hookT0K3Nq9z"  # unique: grep for it in everything a run wrote
+SECRET_PATH = f"/services/T0/B0/{TOKEN}"
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_failing_webhook_is_retried_with_backoff_and_never_raises(receiver, monk
     monkeypatch.setenv("TEST_HOOK", url)
     assert not send_alert("x", AlertsSection(webhook_env="TEST_HOOK", retries=4, backoff_s=0.5))
     assert len(received) == 4 and sleeps == [0.5, 1.0, 2.0]
-    assert "HTTP 500" in caplog.text and "SECRET" not in caplog.text
+    assert "HTTP 500" in caplog.text and TOKEN not in caplog.text
 
 
 @pytest.mark.parametrize("bad_url", [
@@ -90,8 +91,8 @@ def test_broken_webhook_never_raises_nor_leaks_the_url(bad_url, monkeypatch, cap
         raise RuntimeError(f"cannot reach {bad_url}")
     except RuntimeError as exc:
         flow_failed(settings, "monitor", exc)
-    assert "SECRET" not in caplog.text
-    assert not any("SECRET" in p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    assert TOKEN not in caplog.text
+    assert not any(TOKEN in p.read_text() for p in tmp_path.rglob("*") if p.is_file())
 
 
 def test_a_failure_text_holding_the_url_is_redacted(receiver, monkeypatch, tmp_path):
@@ -100,8 +101,8 @@ def test_a_failure_text_holding_the_url_is_redacted(receiver, monkeypatch, tmp_p
     settings = _settings(tmp_path)
     exc = ValueError(f"POST {url} failed; path {SECRET_PATH}")
     assert flow_failed(settings, "retrain", exc) == "sent"
-    assert "SECRET" not in received[0]["text"] and alerts.REDACTED in received[0]["text"]
-    assert not any("SECRET" in p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    assert TOKEN not in received[0]["text"] and alerts.REDACTED in received[0]["text"]
+    assert not any(TOKEN in p.read_text() for p in tmp_path.rglob("*") if p.is_file())
 
 
 def test_same_condition_alerts_once_until_it_changes_or_clears(receiver, monkeypatch, tmp_path):

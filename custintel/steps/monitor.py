@@ -99,8 +99,8 @@ def _reference(settings: Settings, model_run: Path) -> tuple[pd.DataFrame, dict,
         trained_on = json.loads((model_run / "metrics.json").read_text())["data_version"] \
             if (model_run / "metrics.json").is_file() else None
         if trained_on is None or trained_on != _current_data_version(paths):
-            notes.append(f"run {model_run.name} has no {REFERENCE_FILE} and the data changed since it trained: "
-                         "no reference to compare with (retrain to make one)")
+            notes.append(f"run {model_run.name} has no {REFERENCE_FILE} and the data changed since it "
+                         "trained: no reference to compare with (retrain to make one)")
             return pd.DataFrame(), {}, notes
         save_reference(settings, model_run)
         notes.append(f"reference saved for run {model_run.name} from its own training data")
@@ -129,10 +129,11 @@ def gather(settings: Settings, run_dir: Path | None = None) -> tuple[MonitorInpu
     current = _snapshot(paths.features_file) if paths.features_file.is_file() else pd.DataFrame()
     features = [f for f in feature_names(built_groups(settings)) if f in predictor.feature_names] \
         or predictor.feature_names
-    if meta.get("text_projection") != _projection_fingerprint(paths) and set(REVIEW_EMB_FEATURES) & set(features):
+    refitted = meta.get("text_projection") != _projection_fingerprint(paths)
+    if refitted and set(REVIEW_EMB_FEATURES) & set(features):
         features = [f for f in features if f not in REVIEW_EMB_FEATURES]
-        notes.append("review_emb_* not compared: the text projection was refitted since the reference, so its "
-                     "coordinates mean something else")
+        notes.append("review_emb_* not compared: the text projection was refitted since the reference, "
+                     "so its coordinates mean something else")
     newest = current[TIMESTAMP].max() if len(current) else None
     holdout = model_run / "holdout.parquet"
     baseline = json.loads((model_run / "metrics.json").read_text())["model"] \
@@ -158,13 +159,15 @@ def _alert(settings: Settings, summary: dict, source: dict) -> str | None:
         text = (f":rotating_light: custintel monitoring FAILED for {source['model']}: the data looks broken, "
                 f"not drifted (no retrain). " + "; ".join(summary["reasons"][:5]) + f". Report: {report}")
         return alerts.notify(settings, "drift", text, "failed|" + ",".join(checks))
-    top = ", ".join(f"{c} ({summary['per_feature'][c]['value']:.2f})" for c in summary["drifted_features"][:5])
+    top = ", ".join(f"{c} ({summary['per_feature'][c]['value']:.2f})"
+                    for c in summary["drifted_features"][:5])
     preds = [c for c, r in summary["prediction_drift"].items() if r["drifted"]]
     text = (f":warning: custintel drift for {source['model']}: {summary['drifted_share']:.0%} of features "
             f"drifted; action: {summary['action']}. Top: {top or 'none'}"
             + (f". Prediction drift: {', '.join(preds)}" if preds else "")
             + f". {'; '.join(summary['reasons'])}. Report: {report}")
-    fingerprint = f"{summary['action']}|" + ",".join(sorted(summary["drifted_features"])) + "|" + ",".join(preds)
+    drifted = ",".join(sorted(summary["drifted_features"]))
+    fingerprint = "|".join([summary["action"], drifted, ",".join(preds)])
     return alerts.notify(settings, "drift", text, fingerprint)
 
 
@@ -182,7 +185,8 @@ def monitor(settings: Settings, run_dir: Path | None = None, out_dir: Path | Non
         "monitor_run": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": summary["status"], "action": summary["action"], "model": source["model"],
         "reference_snapshot": source["reference_snapshot"], "current_snapshot": source["current_snapshot"],
-        "drifted_share": round(summary["drifted_share"], 4), "drifted_features": summary["drifted_features"][:10],
+        "drifted_share": round(summary["drifted_share"], 4),
+        "drifted_features": summary["drifted_features"][:10],
         "quality_issues": len(summary["quality"]["issues"]), "alert": summary["alert"],
         "html": summary["html_path"], "json": summary["json_path"]})
     log.info("monitoring %s: %s, action %s", run_id, summary["status"], summary["action"])
