@@ -259,6 +259,17 @@ def monitor(
     _print(flow(params_path=str(_state["params"]), retrain_on_policy=retrain, refresh=refresh))
 
 
+@app.command()
+def schedule() -> None:
+    """Serve the scheduled Prefect deployments (monitor daily, retrain weekly; params.yaml schedule)."""
+    settings = _settings()
+    from flows.serve import serve_all
+
+    typer.echo(f"serving daily-monitor ({settings.schedule.monitor_cron}) and weekly-retrain "
+               f"({settings.schedule.retrain_cron}); Ctrl-C to stop")
+    serve_all(str(_state["params"]))
+
+
 @app.command("monitor-runs")
 def monitor_runs(
     limit: Annotated[int, typer.Option(help="Show at most this many runs (newest first).", min=1)] = 20,

@@ -294,6 +294,21 @@ class AlertsSection(_Section):
                                                             "re-alerts).")
 
 
+class ScheduleSection(_Section):
+    """Cron schedules (UTC) of the deployments that `custintel schedule` serves."""
+
+    monitor_cron: str = Field("0 6 * * *", description="The monitor flow (it retrains when the policy "
+                                                       "says so).")
+    retrain_cron: str = Field("0 3 * * 0", description="The retrain flow.")
+
+    @model_validator(mode="after")
+    def _five_fields(self) -> ScheduleSection:
+        for name in ("monitor_cron", "retrain_cron"):
+            if len(getattr(self, name).split()) != 5:
+                raise ValueError(f"{name} must be a 5-field cron expression like '0 6 * * *'")
+        return self
+
+
 DEFAULT_PLAYBOOK = {
     "at risk big spenders": "service call from an account manager",
     "at risk": "coupon: 15% off the next order",
@@ -320,6 +335,7 @@ class Settings(_Section):
     promote: PromoteSection = PromoteSection()
     serve: ServeSection = ServeSection()
     alerts: AlertsSection = AlertsSection()
+    schedule: ScheduleSection = ScheduleSection()
 
     @model_validator(mode="after")
     def _snapshots_inside_history(self) -> Settings:

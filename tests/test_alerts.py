@@ -132,3 +132,4 @@ def test_undelivered_alert_is_retried_on_the_next_run(receiver, monkeypatch, tmp
     status["code"] = 200
     assert notify(settings, "drift", "drift!", "a") == "sent"
     assert len(received) == 3
+

@@ -174,23 +174,27 @@ def test_monitor_flags_a_broken_feed_once_lists_runs_and_never_leaks_the_webhook
         proc, quiet = _cli(params, "monitor", "--no-refresh", env_extra=hook)
         outputs.append(proc)
         assert quiet["status"] == "no_drift" and quiet["action"] == "none" and received == []
-        # a broken upstream feed (amounts in cents from October): a quality failure, alerted once
+        # a broken upstream feed (amounts in cents from October): a quality failure, alerted once;
+        # the URL now comes from a Prefect Secret block (stored encrypted in the Prefect DB)
+        outputs.append(_save_secret(params, url, "slack-webhook"))
         raw = yaml.safe_load(params.read_text())
         raw["data"].update(scenario="broken_feed", scenario_start="2025-10-01")
+        raw["alerts"]["webhook_secret_block"] = "slack-webhook"
         broken_params = tmp_path / "broken.yaml"
         broken_params.write_text(yaml.safe_dump(raw))
-        proc, broken = _cli(broken_params, "monitor", "--no-retrain", env_extra=hook)
+        proc, broken = _cli(broken_params, "monitor", "--no-retrain")
         outputs.append(proc)
         assert broken["status"] == "failed" and broken["action"] == "alert" and broken["alert"] == "sent"
         assert len(received) == 1 and "FAILED" in received[0]["text"]
         assert "monetary_mean" in received[0]["text"]
-        proc, again = _cli(broken_params, "monitor", "--no-retrain", "--no-refresh", env_extra=hook)
+        proc, again = _cli(broken_params, "monitor", "--no-retrain", "--no-refresh")
         outputs.append(proc)
         assert again["alert"] == "duplicate" and len(received) == 1
         proc, listing = _cli(broken_params, "monitor-runs")
         assert [r["status"] for r in listing["runs"][:3]] == ["failed", "failed", "no_drift"]
         assert all(Path(r["html"]).is_file() for r in listing["runs"][:3])
-        # a malformed webhook URL: the alert fails quietly, the run still succeeds
+        # a malformed webhook URL (the env var wins over the block): the alert fails quietly, the run
+        # still succeeds
         (paths.root / "alerts" / "state.json").unlink()
         proc, bad = _cli(broken_params, "monitor", "--no-retrain", "--no-refresh",
                          env_extra={"CUSTINTEL_SLACK_WEBHOOK_URL": "http://[::1" + SECRET_PATH})
@@ -200,6 +204,20 @@ def test_monitor_flags_a_broken_feed_once_lists_runs_and_never_leaks_the_webhook
         assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
     leaked = [p for p in paths.root.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert leaked == []
+
+
+def _save_secret(params: Path, value: str, name: str) -> subprocess.CompletedProcess:
+    script = ("import sys\n"
+              "from custintel.config import load_settings\n"
+              "from custintel.runtime import configure\n"
+              "configure(load_settings(sys.argv[1]))\n"
+              "from prefect.blocks.system import Secret\n"
+              "Secret(value=sys.argv[2]).save(sys.argv[3], overwrite=True)\n")
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+    proc = subprocess.run([sys.executable, "-c", script, str(params), value, name], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 @contextlib.contextmanager
