@@ -92,13 +92,16 @@ def _model(settings: Settings, run_dir: Path | None):
     return f"run {run_dir.name} (no champion yet)", Predictor.load(run_dir / "model"), run_dir
 
 
+def _trained_on_current_data(settings: Settings, run_dir: Path) -> bool:
+    metrics = run_dir / "metrics.json"
+    trained_on = json.loads(metrics.read_text())["data_version"] if metrics.is_file() else None
+    return trained_on is not None and trained_on == _current_data_version(DataPaths(settings.data_dir))
+
+
 def _reference(settings: Settings, model_run: Path) -> tuple[pd.DataFrame, dict, list[str]]:
-    paths = DataPaths(settings.data_dir)
     notes: list[str] = []
     if not (model_run / REFERENCE_FILE).is_file():
-        trained_on = json.loads((model_run / "metrics.json").read_text())["data_version"] \
-            if (model_run / "metrics.json").is_file() else None
-        if trained_on is None or trained_on != _current_data_version(paths):
+        if not _trained_on_current_data(settings, model_run):
             notes.append(f"run {model_run.name} has no {REFERENCE_FILE} and the data changed since it "
                          "trained: no reference to compare with (retrain to make one)")
             return pd.DataFrame(), {}, notes
@@ -196,7 +199,7 @@ def monitor(settings: Settings, run_dir: Path | None = None, out_dir: Path | Non
 def drift(settings: Settings, run_dir: Path) -> dict:
     """The retrain flow's drift step: save the run's reference, then monitor the champion (or, before
     the first promotion, this run) into the run directory."""
-    if not (run_dir / REFERENCE_FILE).is_file():
+    if not (run_dir / REFERENCE_FILE).is_file() and _trained_on_current_data(settings, run_dir):
         save_reference(settings, run_dir)
     return monitor(settings, run_dir=run_dir, out_dir=run_dir)
 
