@@ -237,11 +237,47 @@ def evaluate(run_id: RunId = None) -> None:
 
 @app.command()
 def drift(run_id: RunId = None) -> None:
-    """Evidently drift report: training window vs newest snapshot (HTML + JSON)."""
+    """One monitoring run into the run directory: the champion (else this run) vs the newest snapshot."""
     from custintel.steps.monitor import drift as run
 
     settings = _settings()
     _print(run(settings, _run_dir(settings, run_id)))
+
+
+@app.command()
+def monitor(
+    retrain: Annotated[bool, typer.Option(
+        "--retrain/--no-retrain", help="Start the retrain flow when the policy says retrain.")] = True,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh/--no-refresh", help="Ingest and rebuild features first (reused when unchanged).")] = True,
+) -> None:
+    """The Prefect `monitor` flow: data quality, feature/prediction/target drift, realised performance,
+    the policy's action (none, alert, retrain); report indexed under <data_dir>/monitoring."""
+    _settings()
+    from flows.monitor import monitor as flow
+
+    _print(flow(params_path=str(_state["params"]), retrain_on_policy=retrain, refresh=refresh))
+
+
+@app.command()
+def schedule() -> None:
+    """Serve the scheduled Prefect deployments (monitor daily, retrain weekly; params.yaml schedule)."""
+    settings = _settings()
+    from flows.serve import serve_all
+
+    typer.echo(f"serving daily-monitor ({settings.schedule.monitor_cron}) and weekly-retrain "
+               f"({settings.schedule.retrain_cron}); Ctrl-C to stop")
+    serve_all(str(_state["params"]))
+
+
+@app.command("monitor-runs")
+def monitor_runs(
+    limit: Annotated[int, typer.Option(help="Show at most this many runs (newest first).", min=1)] = 20,
+) -> None:
+    """List past monitoring runs: status, action, drifted features, report paths."""
+    from custintel.steps.monitor import past_runs
+
+    _print({"runs": past_runs(_settings(), limit)})
 
 
 @app.command()

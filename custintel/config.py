@@ -222,9 +222,53 @@ class TiersSection(_Section):
         return self
 
 
+class DriftQualitySection(_Section):
+    """Data-quality checks that tell a broken feed (failed run, alert, no retrain) from genuine drift."""
+
+    max_null_increase: float = Field(0.05, ge=0, le=1, description="A feature whose null share rises by "
+                                                                   "more than this is broken.")
+    range_margin: float = Field(0.5, ge=0, description="The reference [min, max] is widened by this x "
+                                                       "(max - min) on each side before out-of-range counts.")
+    max_out_of_range: float = Field(0.01, ge=0, le=1, description="Broken above this share of current "
+                                                                  "values outside the widened range.")
+    max_new_categories: float = Field(0.01, ge=0, le=1, description="Broken above this share of current "
+                                                                    "values of a category unseen in the "
+                                                                    "reference.")
+
+
+class DriftPolicySection(_Section):
+    """What a monitoring run does: no action, alert only, or retrain."""
+
+    alert_share: float = Field(0.1, ge=0, le=1, description="Alert when more than this share of the "
+                                                            "features drifts (or a prediction drifts).")
+    retrain_share: float = Field(0.3, ge=0, le=1, description="Retrain when more than this share drifts.")
+    retrain_importance_share: float = Field(0.3, ge=0, le=1, description="Retrain when the drifted "
+                                                                         "features carry more than this "
+                                                                         "share of the model's importance.")
+    retrain_auc_drop: float = Field(0.03, ge=0, description="Retrain when the realised churn AUC on matured "
+                                                            "labels is more than this below the holdout AUC.")
+    retrain_mae_increase: float = Field(0.2, ge=0, description="Retrain when the realised value MAE is more "
+                                                               "than this share above the holdout MAE.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftPolicySection:
+        if self.retrain_share < self.alert_share:
+            raise ValueError("retrain_share must be >= alert_share")
+        return self
+
+
 class DriftSection(_Section):
-    share_threshold: float = Field(0.3, ge=0, le=1, description="Alert above this drifted share.")
-    sample_size: int = Field(20000, ge=100, description="Rows sampled per side for the report.")
+    sample_size: int = Field(20000, ge=100, description="Rows sampled per side for the drift tests.")
+    wasserstein_threshold: float = Field(0.1, gt=0, description="Continuous features drift at a Wasserstein "
+                                                                "distance of this many reference std-devs.")
+    psi_threshold: float = Field(0.1, gt=0, description="Discrete features drift at this PSI.")
+    discrete_max_values: int = Field(20, ge=2, description="Features with at most this many distinct "
+                                                           "reference values are discrete (PSI per value).")
+    report_sample: int = Field(5000, ge=100, description="Rows per side in the Evidently HTML report.")
+    report_features: int = Field(12, ge=1, description="Features (most drifted first) in the HTML report.")
+    importance_rows: int = Field(2000, ge=100, description="Reference rows for the permutation importance.")
+    quality: DriftQualitySection = DriftQualitySection()
+    policy: DriftPolicySection = DriftPolicySection()
 
 
 class BootstrapSection(_Section):
@@ -259,7 +303,29 @@ class ServeSection(_Section):
 
 class AlertsSection(_Section):
     webhook_env: str = Field("CUSTINTEL_SLACK_WEBHOOK_URL", description="Env var with the webhook URL.")
+    webhook_secret_block: str | None = Field(None, description="Prefect Secret block with the URL, read when "
+                                                               "the env var is unset.")
     timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(3, ge=1, description="Attempts per message.")
+    backoff_s: float = Field(0.5, ge=0, description="Wait before the 2nd attempt; doubles after each.")
+    min_interval_s: float = Field(3600.0, ge=0, description="At most one message of a kind per this "
+                                                            "many seconds (a repeated condition never "
+                                                            "re-alerts).")
+
+
+class ScheduleSection(_Section):
+    """Cron schedules (UTC) of the deployments that `custintel schedule` serves."""
+
+    monitor_cron: str = Field("0 6 * * *", description="The monitor flow (it retrains when the policy "
+                                                       "says so).")
+    retrain_cron: str = Field("0 3 * * 0", description="The retrain flow.")
+
+    @model_validator(mode="after")
+    def _five_fields(self) -> ScheduleSection:
+        for name in ("monitor_cron", "retrain_cron"):
+            if len(getattr(self, name).split()) != 5:
+                raise ValueError(f"{name} must be a 5-field cron expression like '0 6 * * *'")
+        return self
 
 
 DEFAULT_PLAYBOOK = {
@@ -288,6 +354,7 @@ class Settings(_Section):
     promote: PromoteSection = PromoteSection()
     serve: ServeSection = ServeSection()
     alerts: AlertsSection = AlertsSection()
+    schedule: ScheduleSection = ScheduleSection()
 
     @model_validator(mode="after")
     def _snapshots_inside_history(self) -> Settings:

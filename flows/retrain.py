@@ -9,11 +9,13 @@ the trained run.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from custintel import alerts
 from custintel.alerts import send_alert
 from custintel.config import Settings, load_settings
 from custintel.paths import DataPaths
@@ -64,11 +66,20 @@ def register_and_promote(settings: Settings, run_dir: Path) -> dict:
 def retrain(params_path: str = "params.yaml", force: bool = False) -> dict:
     settings = load_settings(params_path)
     logger = get_run_logger()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    alerts.notify(settings, "retrain_started",
+                  f":arrows_counterclockwise: custintel retrain started ({started}).", started)
     try:
-        return _retrain(settings, force, logger)
+        summary = _retrain(settings, force, logger)
     except Exception as exc:
-        send_alert(f":x: custintel retrain failed: {type(exc).__name__}: {exc}", settings.alerts)
+        alerts.flow_failed(settings, "retrain", exc)
         raise
+    alerts.clear(settings, "flow_failure:retrain")
+    alerts.notify(settings, "retrain_finished",
+                  f":white_check_mark: custintel retrain finished: run {summary['run_id']}, churn AUC "
+                  f"{summary['metrics']['churn_auc']:.3f}, promoted: {summary['promotion']['promoted']}.",
+                  summary["run_id"] + started)
+    return summary
 
 
 def _retrain(settings: Settings, force: bool, logger) -> dict:
@@ -97,6 +108,7 @@ def _retrain(settings: Settings, force: bool, logger) -> dict:
         "data_created": data["created"], "features_reused": features["reused"],
         "materialized_until": feast["materialized_until"], "metrics": metrics["model"],
         "baselines": metrics["baselines"], "drift_share": drift_summary["drifted_share"],
+        "drift_status": drift_summary["status"], "drift_action": drift_summary["action"],
         "drift_alert": drift_summary["alert"], "promotion": decision,
         "reports": {"run_dir": str(run_dir), "model_card": str(run_dir / "model_card.md"),
                     "metrics": str(run_dir / "metrics.json"),

@@ -20,7 +20,8 @@ def test_every_step_has_a_subcommand():
                          check=True, cwd=ROOT).stdout
     for command in ("generate", "import", "data-versions", "validate", "ingest", "features", "feast-apply",
                     "materialize", "train", "evaluate",
-                    "drift", "promote", "rollback", "models", "serve", "predict", "retrain"):
+                    "drift", "monitor", "monitor-runs", "schedule", "promote", "rollback", "models", "serve",
+                    "predict", "retrain"):
         assert command in out
 
 

@@ -3,6 +3,7 @@ BentoML), a second run that reuses what is unchanged, and a real BentoML server 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -148,3 +149,99 @@ def test_server_rejects_bad_requests_and_keeps_serving(live_server, payload):
     assert 400 <= response.status_code < 500, response.text
     assert "customer_ids" in response.text
     assert httpx.post(f"{url}/predict", json={"customer_ids": [1]}, timeout=30).status_code == 200
+
+
+def _cli(params: Path, *args: str, env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-m", "custintel.cli", "-p", str(params), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc, json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def test_monitor_flags_a_broken_feed_once_lists_runs_and_never_leaks_the_webhook(trained, tmp_path):
+    import yaml
+
+    from tests.test_alerts import SECRET_PATH, TOKEN
+
+    params, _ = trained
+    paths = DataPaths(load_settings(params).data_dir)
+    with _receiver() as (url, received):
+        hook = {"CUSTINTEL_SLACK_WEBHOOK_URL": url}
+        outputs = []
+        # the data the champion trained on: quiet
+        proc, quiet = _cli(params, "monitor", "--no-refresh", env_extra=hook)
+        outputs.append(proc)
+        assert quiet["status"] == "no_drift" and quiet["action"] == "none" and received == []
+        # a broken upstream feed (amounts in cents from October): a quality failure, alerted once;
+        # the URL now comes from a Prefect Secret block (stored encrypted in the Prefect DB)
+        outputs.append(_save_secret(params, url, "slack-webhook"))
+        raw = yaml.safe_load(params.read_text())
+        raw["data"].update(scenario="broken_feed", scenario_start="2025-10-01")
+        raw["alerts"]["webhook_secret_block"] = "slack-webhook"
+        broken_params = tmp_path / "broken.yaml"
+        broken_params.write_text(yaml.safe_dump(raw))
+        proc, broken = _cli(broken_params, "monitor", "--no-retrain")
+        outputs.append(proc)
+        assert broken["status"] == "failed" and broken["action"] == "alert" and broken["alert"] == "sent"
+        assert len(received) == 1 and "FAILED" in received[0]["text"]
+        assert "monetary_mean" in received[0]["text"]
+        proc, again = _cli(broken_params, "monitor", "--no-retrain", "--no-refresh")
+        outputs.append(proc)
+        assert again["alert"] == "duplicate" and len(received) == 1
+        proc, listing = _cli(broken_params, "monitor-runs")
+        assert [r["status"] for r in listing["runs"][:3]] == ["failed", "failed", "no_drift"]
+        assert all(Path(r["html"]).is_file() for r in listing["runs"][:3])
+        # a malformed webhook URL (the env var wins over the block): the alert fails quietly, the run
+        # still succeeds
+        (paths.root / "alerts" / "state.json").unlink()
+        proc, bad = _cli(broken_params, "monitor", "--no-retrain", "--no-refresh",
+                         env_extra={"CUSTINTEL_SLACK_WEBHOOK_URL": "http://[::1" + SECRET_PATH})
+        outputs.append(proc)
+        assert bad["alert"] == "failed"
+    for proc in outputs:
+        assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
+    leaked = [p for p in paths.root.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert leaked == []
+
+
+def _save_secret(params: Path, value: str, name: str) -> subprocess.CompletedProcess:
+    script = ("import sys\n"
+              "from custintel.config import load_settings\n"
+              "from custintel.runtime import configure\n"
+              "configure(load_settings(sys.argv[1]))\n"
+              "from prefect.blocks.system import Secret\n"
+              "Secret(value=sys.argv[2]).save(sys.argv[3], overwrite=True)\n")
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+    proc = subprocess.run([sys.executable, "-c", script, str(params), value, name], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@contextlib.contextmanager
+def _receiver():
+    """A local Slack stand-in recording the JSON payloads it receives."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.test_alerts import SECRET_PATH
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}", received
+    finally:
+        server.shutdown()

@@ -1,0 +1,54 @@
+"""Prefect flow `monitor`: refresh the data (ingest -> features), run a monitoring run against the
+deployed model, and start the `retrain` flow when the policy (params.yaml drift.policy) says so.
+
+    custintel monitor [--no-retrain]
+
+A flow failure posts a (deduplicated) alert and re-raises; alerts never fail the flow.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from custintel import alerts
+from custintel.config import Settings, load_settings
+from custintel.steps import features as features_step
+from custintel.steps import ingest as ingest_step
+from custintel.steps import monitor as monitor_step
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def refresh_data(settings: Settings) -> dict:
+    data = ingest_step.ingest(settings)
+    built = features_step.build_features(settings, data["data_version"], force=False)
+    return {"data_version": data["data_version"], "features_reused": built["reused"]}
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def monitoring_run(settings: Settings) -> dict:
+    return monitor_step.monitor(settings)
+
+
+@flow(name="monitor")
+def monitor(params_path: str = "params.yaml", retrain_on_policy: bool = True, refresh: bool = True) -> dict:
+    settings = load_settings(params_path)
+    logger = get_run_logger()
+    try:
+        data = refresh_data(settings) if refresh else None
+        summary = monitoring_run(settings)
+    except Exception as exc:
+        alerts.flow_failed(settings, "monitor", exc)
+        raise
+    alerts.clear(settings, "flow_failure:monitor")
+    result = {"monitor_run": summary["monitor_run"], "status": summary["status"], "action": summary["action"],
+              "reasons": summary["reasons"], "drifted_features": summary["drifted_features"],
+              "drifted_share": summary["drifted_share"], "model": summary["model"], "alert": summary["alert"],
+              "data": data, "report": summary["html_path"], "summary": summary["json_path"], "retrain": None}
+    if summary["action"] == "retrain" and retrain_on_policy:
+        from flows.retrain import retrain
+
+        logger.info("policy says retrain: %s", "; ".join(summary["reasons"]))
+        retrained = retrain(params_path=params_path)
+        result["retrain"] = {"run_id": retrained["run_id"], "promotion": retrained["promotion"]}
+    return result
