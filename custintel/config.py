@@ -236,6 +236,10 @@ class ServeSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
     max_ids_per_request: int = Field(1000, ge=1)
+    max_feature_rows_per_request: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    api_key_env: str = Field("CUSTINTEL_API_KEY", min_length=1,
+                             description="Env var holding the API key; unset or empty = no auth.")
 
 
 class AlertsSection(_Section):

@@ -18,9 +18,13 @@ MODEL_NAME = "customer_model"
 
 
 def save_to_store(model_dir: Path, metadata: dict) -> str:
-    """Copy a saved predictor directory into the BentoML model store; returns the tag."""
+    """Copy a saved predictor directory into the BentoML model store, with the SHA-256 of each of
+    its files in the metadata (checked by `verified_model_path` before serving); returns the tag."""
     import bentoml
 
+    from custintel.model_integrity import METADATA_KEY, directory_hashes
+
+    metadata = {**metadata, METADATA_KEY: directory_hashes(model_dir)}
     labels = {"data_version": str(metadata.get("data_version", ""))[:16]}
     with bentoml.models.create(name=MODEL_NAME, metadata=metadata, labels=labels) as ref:
         for item in model_dir.iterdir():
@@ -37,6 +41,26 @@ def model_path(tag: str) -> Path:
     except NotFound:
         raise UserError(f"Model {tag} is not in the BentoML store; list models with `bentoml models list`.") \
             from None
+
+
+def verified_model_path(tag: str) -> Path:
+    """`model_path(tag)` after checking every file against the SHA-256 recorded at registration
+    (UserError naming a tampered or missing file). Models registered before hashes were recorded
+    are loaded with a warning."""
+    import logging
+
+    import bentoml
+
+    from custintel.model_integrity import METADATA_KEY, verify_directory
+
+    path = model_path(tag)
+    expected = bentoml.models.get(tag).info.metadata.get(METADATA_KEY)
+    if not expected:
+        logging.getLogger(__name__).warning("model %s has no recorded artifact hashes (registered before "
+                                            "they were); serving it unchecked", tag)
+    else:
+        verify_directory(path, expected, tag)
+    return path
 
 
 def _pointer(paths: DataPaths) -> Path:
