@@ -255,6 +255,21 @@ def promote(run_id: RunId = None) -> None:
     _print(run(settings, run_dir, register(settings, run_dir)))
 
 
+@app.command("score-batch")
+def score_batch(
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Parquet file to write (default <data_dir>/batch_scores.parquet).")] = None,
+    model_tag: Annotated[str | None, typer.Option(
+        "--model-tag", help="Registered model to score with (default: the champion).")] = None,
+) -> None:
+    """Score every customer of the newest offline snapshot (churn, spend, tier, segment, revenue at risk,
+    action) into one parquet file."""
+    from custintel.batch_scoring import score_batch as run
+
+    settings = _settings()
+    _print(run(settings, out or settings.data_dir / "batch_scores.parquet", model_tag))
+
+
 @app.command()
 def rollback() -> None:
     """Make the previous champion the champion again."""

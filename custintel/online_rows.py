@@ -46,7 +46,8 @@ class OnlineRows:
     stale: np.ndarray  # bool: some value is older than its view's TTL at as_of
 
 
-def read(store, customer_ids: list[int], feature_names: list[str], as_of: datetime | None = None) -> OnlineRows:
+def read(store, customer_ids: list[int], feature_names: list[str],
+         as_of: datetime | None = None) -> OnlineRows:
     """Rows for `customer_ids` (in order, duplicates kept); see the module docstring."""
     now = (as_of or datetime.now(UTC)).timestamp()
     try:
@@ -81,10 +82,18 @@ def _fast(reader, customer_ids, feature_names, now):
     return ids, values[inverse][:, columns], stamps[inverse], too_old[inverse][:, columns]
 
 
+def _seconds(stamp) -> int:
+    """A response event timestamp (datetime, seconds or None) as whole seconds (0 for None)."""
+    if stamp is None:
+        return 0
+    return int(stamp) if isinstance(stamp, int | float) else int(pd.Timestamp(stamp).timestamp())
+
+
 def _stock(store, customer_ids, feature_names, now):
     """Through Feast's get_online_features with event timestamps."""
     response = store.get_online_features(
-        features=feature_store.feature_service(store), entity_rows=[{ENTITY_KEY: int(i)} for i in customer_ids]
+        features=feature_store.feature_service(store),
+        entity_rows=[{ENTITY_KEY: int(i)} for i in customer_ids]
     ).to_dict(include_event_timestamps=True)
     ttls = feature_store.feature_ttls(store)
     n = len(customer_ids)
@@ -93,8 +102,7 @@ def _stock(store, customer_ids, feature_names, now):
     too_old = np.zeros((n, len(feature_names)), dtype=bool)
     for j, name in enumerate(feature_names):
         values[:, j] = [np.nan if v is None else float(v) for v in response[name]]
-        stamps[:, j] = [0 if s is None else int(pd.Timestamp(s).timestamp()) if not isinstance(s, (int, float))
-                        else int(s) for s in response[f"{name}__ts"]]
+        stamps[:, j] = [_seconds(s) for s in response[f"{name}__ts"]]
         ttl = ttls.get(name)
         if ttl:
             too_old[:, j] = stamps[:, j] < now - ttl.total_seconds()

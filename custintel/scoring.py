@@ -77,7 +77,8 @@ class OnlineScorer:
         segment_ids = self.segmenter.assign(features) if self.segmenter is not None else None
         answers = []
         for i in range(len(features)):
-            answer = {"churn_probability": round(float(churn[i]), 6), "predicted_spend": round(float(spend[i]), 2)}
+            answer = {"churn_probability": round(float(churn[i]), 6),
+                      "predicted_spend": round(float(spend[i]), 2)}
             if tiers is not None:
                 answer["value_tier"] = str(tiers[i])
             if segment_ids is not None:

@@ -33,5 +33,6 @@ class ApiKeyMiddleware:
             reason = "missing" if given is None else "wrong"
             return await send_json(send, 401, {
                 "error": f"X-API-Key header {reason}: this server requires the API key set in its "
-                         f"{self.env_name} environment variable"}, headers=[(b"www-authenticate", b"X-API-Key")])
+                         f"{self.env_name} environment variable"},
+                headers=[(b"www-authenticate", b"X-API-Key")])
         return await self.app(scope, receive, send)

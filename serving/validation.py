@@ -30,7 +30,7 @@ class RequestInvalid(Exception):
 
 def summary(errors: list[dict], shown: int = 5) -> str:
     """One line naming the fields: 'customer_ids.0: Input should be a valid integer; ...'."""
-    parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:shown]]
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:shown]]
     more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
     return "; ".join(parts) + more
 
@@ -55,7 +55,8 @@ class RequestModels:
             "PredictFeaturesRequest", __config__=strict,
             rows=(Annotated[list[dict[str, FeatureValue]], Field(
                 min_length=1, max_length=max_rows,
-                description=f"Feature rows (at most {max_rows}), each with exactly the model's features.")], ...))
+                description=f"Feature rows (at most {max_rows}), each with exactly the model's "
+                            "features.")], ...))
 
     def _parse(self, model: type[BaseModel], body: bytes) -> BaseModel:
         try:

@@ -120,8 +120,8 @@ def servable(tmp_path_factory) -> dict:
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
-    proc = subprocess.run([sys.executable, "-m", "tests.servable", str(params)], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, env=env, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "tests.servable", str(params)], capture_output=True,
+                          text=True, cwd=PROJECT_ROOT, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     built = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"params": params, "raw": raw, **built}

@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -83,7 +82,8 @@ def test_malformed_requests_get_422_naming_the_field(live, payload, loc):
 
 def test_invalid_json_gets_422(live):
     client, _ = live
-    response = client.post("/predict", content=b'{"customer_ids": [1,', headers={"content-type": "application/json"})
+    response = client.post("/predict", content=b'{"customer_ids": [1,',
+                           headers={"content-type": "application/json"})
     assert response.status_code == 422 and "Invalid JSON" in response.json()["error"]
     _still_serving(client)
 
@@ -144,7 +144,8 @@ def test_stale_online_features_are_flagged(live):
     old = settings.snapshot_dates()[-1] - timedelta(days=ttl_days + 30)
     for projection in feature_store.feature_service(store).feature_view_projections:
         names = [field.name for field in projection.features]
-        frame = pd.DataFrame({ENTITY_KEY: [STALE_ID], TIMESTAMP: [old], **{n: [float(row[n])] for n in names}})
+        values = {n: [float(row[n])] for n in names}
+        frame = pd.DataFrame({ENTITY_KEY: [STALE_ID], TIMESTAMP: [old], **values})
         store.write_to_online_store(projection.name, frame)
     answer = client.post("/predict", json={"customer_ids": [STALE_ID]}).json()["predictions"][0]
     assert answer["found"] and answer["stale"], answer
@@ -205,7 +206,8 @@ def test_model_artifacts_are_checked_against_recorded_hashes(servable, tmp_path)
               "tag = registry.save_to_store(Path(sys.argv[2]), {}); "
               "seg = registry.model_path(tag) / 'segments.json'; seg.write_text(seg.read_text() + ' '); "
               "OnlineScorer.from_settings(s, tag)")
-    proc = subprocess.run([sys.executable, "-c", script, str(servable["params"]), f"{servable['run_dir']}/model"],
+    model_dir = f"{servable['run_dir']}/model"
+    proc = subprocess.run([sys.executable, "-c", script, str(servable["params"]), model_dir],
                           capture_output=True, text=True, env=serving_env(servable["params"]), timeout=300)
     assert proc.returncode != 0
     assert "segments.json does not match the SHA-256 recorded" in proc.stderr, proc.stderr[-3000:]

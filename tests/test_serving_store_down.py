@@ -40,7 +40,8 @@ def test_redis_down_gives_503_and_serving_recovers_when_it_is_back(servable, tmp
                                                     "online_store": "redis", "redis_url": url}}
         params = servable["params"].parent / "params-redis.yaml"
         params.write_text(yaml.safe_dump(raw))
-        script = ("import sys; from custintel.config import load_settings; from custintel.runtime import configure; "
+        script = ("import sys; from custintel.config import load_settings; "
+                  "from custintel.runtime import configure; "
                   "from custintel.steps.features import feast_materialize; s = load_settings(sys.argv[1]); "
                   "configure(s); feast_materialize(s)")
         done = subprocess.run([sys.executable, "-c", script, str(params)], capture_output=True, text=True,

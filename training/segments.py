@@ -45,7 +45,10 @@ class Segmenter:
     def assign(self, frame: pd.DataFrame) -> np.ndarray:
         """Segment id per row (nearest centroid)."""
         x = self.space(frame)
-        distances = ((x[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
+        # one centroid at a time: n x d temporaries instead of n x k x d (1M customers stay in memory)
+        distances = np.empty((len(x), len(self.centroids)))
+        for j, centroid in enumerate(self.centroids):
+            distances[:, j] = ((x - centroid) ** 2).sum(axis=1)
         return np.asarray(self.ids)[distances.argmin(axis=1)]
 
     def to_dict(self) -> dict:
