@@ -48,7 +48,8 @@ def build_model(features: pd.DataFrame, names: list[str], seed: int = 0):
     torch.manual_seed(seed)
     cfg = NetConfig(n_features=len(names), hidden_dim=128, n_layers=3, dropout=0.0)
     sample = features.sample(50_000, random_state=seed).reset_index(drop=True)
-    predictor = Predictor(net=MultiTaskNet(cfg).eval(), net_config=cfg, scaler=FeatureScaler(names).fit(sample))
+    predictor = Predictor(net=MultiTaskNet(cfg).eval(), net_config=cfg,
+                          scaler=FeatureScaler(names).fit(sample))
     churn, spend = predictor.predict_arrays(sample)
     segmenter, _ = fit_segmenter(sample, names, seed, 6, (3, 8), None, 0.5, churn, spend)
     tiers = fit_tiers(spend, ("low", "mid", "high"), 1.0, (0.5, 0.8))
@@ -65,7 +66,8 @@ def baseline(features_file: Path, model, playbook: dict, out: Path) -> pd.DataFr
     churn, spend = model.predictor.predict_arrays(customers)
     seg = model.segmenter
     x = seg.space(customers)
-    segment_ids = np.asarray(seg.ids)[((x[:, None, :] - seg.centroids[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)]
+    distances = ((x[:, None, :] - seg.centroids[None, :, :]) ** 2).sum(axis=2)  # n x k x d
+    segment_ids = np.asarray(seg.ids)[distances.argmin(axis=1)]
     scores = pd.DataFrame({
         ENTITY_KEY: customers[ENTITY_KEY], TIMESTAMP: customers[TIMESTAMP], "churn_probability": churn,
         "predicted_spend": spend, "value_tier": model.tiers.assign(spend), "segment_id": segment_ids,

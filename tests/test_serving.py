@@ -211,3 +211,36 @@ def test_model_artifacts_are_checked_against_recorded_hashes(servable, tmp_path)
                           capture_output=True, text=True, env=serving_env(servable["params"]), timeout=300)
     assert proc.returncode != 0
     assert "segments.json does not match the SHA-256 recorded" in proc.stderr, proc.stderr[-3000:]
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats()
+               | st.text(max_size=20))
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=5)
+                        | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=20)
+
+
+def test_fuzzed_requests_never_get_a_server_error(live):
+    """Random JSON (and raw bytes) at both POST endpoints: 200, 401, 413 or 422, never 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    client, servable = live
+    values = _json_values()
+    names = st.sampled_from(servable["features"]) | st.text(max_size=12)
+    payloads = (values
+                | st.fixed_dictionaries({"customer_ids": st.lists(values | st.integers(), max_size=60)})
+                | st.fixed_dictionaries({"rows": st.lists(st.dictionaries(names, values), max_size=3)}))
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(path=st.sampled_from(["/predict", "/predict_features"]), payload=payloads,
+           raw=st.none() | st.binary(max_size=64))
+    def check(path, payload, raw):
+        content = raw if raw is not None else json.dumps(payload).encode()
+        response = client.post(path, content=content, headers={"content-type": "application/json"})
+        assert response.status_code in (200, 413, 422), (path, content[:300], response.text[:300])
+
+    check()
+    _still_serving(client)
