@@ -12,6 +12,7 @@ newest snapshot -> churn, spend, tier, segment, revenue at risk, action -> sorte
   broadcasting (an n x k x d array), the action looked up per row, sort, write.
 
 The two alternate, --repeats times each, in one process; the outputs are checked to be equal.
+Wall seconds and this process's CPU seconds are reported (the second moves less with other load).
 
     PYTHONPATH=. python benchmarks/batch_score.py --customers 1000000 --snapshots 2 --repeats 3
 """
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    import torch
+
     from custintel.batch_scoring import read_latest_snapshot, score_snapshot
     from custintel.config import DEFAULT_PLAYBOOK
     from custintel.features.schema import ENTITY_KEY, FEATURES
@@ -98,13 +101,16 @@ def main() -> None:
         names = list(FEATURES)
         model = build_model(read_latest_snapshot(features_file, names), names)
         timings: dict[str, list[float]] = {"batch": [], "baseline": []}
+        cpu: dict[str, list[float]] = {"batch": [], "baseline": []}
         for _ in range(args.repeats):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             summary = score_snapshot(features_file, model, DEFAULT_PLAYBOOK, Path(tmp) / "batch.parquet")
             timings["batch"].append(time.perf_counter() - started)
-            started = time.perf_counter()
+            cpu["batch"].append(time.process_time() - cpu_started)
+            started, cpu_started = time.perf_counter(), time.process_time()
             baseline(features_file, model, DEFAULT_PLAYBOOK, Path(tmp) / "baseline.parquet")
             timings["baseline"].append(time.perf_counter() - started)
+            cpu["baseline"].append(time.process_time() - cpu_started)
         ours = pd.read_parquet(Path(tmp) / "batch.parquet").set_index(ENTITY_KEY).sort_index()
         theirs = pd.read_parquet(Path(tmp) / "baseline.parquet").set_index(ENTITY_KEY).sort_index()
         pd.testing.assert_frame_equal(ours, theirs[ours.columns])
@@ -114,6 +120,11 @@ def main() -> None:
         "seconds": {path: [round(s, 3) for s in seconds] for path, seconds in timings.items()},
         "median_customers_per_s": {path: round(args.customers / s) for path, s in median.items()},
         "speedup_vs_baseline": round(median["baseline"] / median["batch"], 2),
+        # CPU seconds of this process (all its threads): less sensitive to other work on the machine
+        "cpu_seconds": {path: [round(s, 3) for s in seconds] for path, seconds in cpu.items()},
+        "median_customers_per_cpu_s": {path: round(args.customers / statistics.median(seconds))
+                                       for path, seconds in cpu.items()},
+        "torch_threads": torch.get_num_threads(),
         "last_batch_split_s": {k: summary[k] for k in ("read_s", "score_s", "write_s")},
     }, indent=2))
 
