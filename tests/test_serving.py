@@ -244,3 +244,34 @@ def test_fuzzed_requests_never_get_a_server_error(live):
 
     check()
     _still_serving(client)
+
+
+def test_serving_refuses_a_model_the_feature_service_no_longer_matches(servable, tmp_path):
+    """The data changes under the model (its text features are no longer served): the scorer the
+    service builds at start refuses to load, naming the features."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.servable import serving_env
+
+    source = load_settings(servable["params"]).data_dir
+    shutil.copytree(source, tmp_path / "data", symlinks=True)
+    meta_file = tmp_path / "data" / "offline" / "features.json"
+    meta = json.loads(meta_file.read_text())
+    meta["feature_groups"] = [g for g in meta["feature_groups"] if g != "text_features"]
+    meta_file.write_text(json.dumps(meta))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**servable["raw"], "paths": {"data_dir": str(tmp_path / "data")}}))
+    script = ("import sys; from custintel.config import load_settings; "
+              "from custintel.runtime import configure; s = load_settings(sys.argv[1]); configure(s); "
+              "from custintel import feature_store; "
+              "feature_store.apply_definitions(feature_store.open_store(s), s); "
+              "from custintel.scoring import OnlineScorer; OnlineScorer.from_settings(s)")
+    proc = subprocess.run([sys.executable, "-c", script, str(params)], capture_output=True, text=True,
+                          env=serving_env(params), timeout=300)
+    assert proc.returncode != 0
+    assert "that the feature service no longer serves" in proc.stderr and "review_sentiment" in proc.stderr, \
+        proc.stderr[-3000:]
