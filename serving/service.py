@@ -33,7 +33,6 @@ from serving.limits import BodyLimitMiddleware
 from serving.validation import RequestInvalid
 
 log = logging.getLogger(__name__)
-EXAMPLE_INPUT = {"customer_ids": [1, 2, 3]}
 http = FastAPI(title="custintel customer scores")  # routes beside BentoML's own (/readyz, /metrics, ...)
 
 
