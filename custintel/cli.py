@@ -308,7 +308,8 @@ def predict(
     settings = _settings()
     url = url or f"http://{settings.serve.host}:{settings.serve.port}"
     try:
-        response = httpx.post(f"{url}/predict", json={"customer_ids": customer_ids}, timeout=30)
+        response = httpx.post(f"{url}/predict", json={"customer_ids": customer_ids}, timeout=30,
+                              headers=_auth_headers(settings))
     except httpx.TransportError:
         raise UserError(f"No server answers at {url}; start one with `custintel serve`.") from None
     _print(response.json())
@@ -333,6 +334,12 @@ def retrain(
         typer.echo(f"  {name:10s} {path}")
 
 
+def _auth_headers(settings) -> dict[str, str]:
+    """X-API-Key from the environment variable serve.api_key_env names, when it is set."""
+    key = os.environ.get(settings.serve.api_key_env)
+    return {"X-API-Key": key} if key else {}
+
+
 def _served_prediction(settings) -> dict:
     import httpx
 
@@ -344,7 +351,8 @@ def _served_prediction(settings) -> dict:
     try:
         url = f"http://{settings.serve.host}:{port}"
         server.wait_ready(proc, url)
-        return httpx.post(f"{url}/predict", json={"customer_ids": [1, 2, 3, 99999999]}, timeout=30).json()
+        return httpx.post(f"{url}/predict", json={"customer_ids": [1, 2, 3, 99999999]}, timeout=30,
+                          headers=_auth_headers(settings)).json()
     finally:
         server.stop(proc)
 

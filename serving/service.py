@@ -67,8 +67,11 @@ class CustomerIntelService:
     def __is_ready__(self) -> bool:
         """BentoML's GET /readyz: 200 when the model is loaded and the online store answers a read."""
         problem = "no model loaded" if self.scorer is None else self.scorer.check_store()
-        if problem != self._store_problem:
-            log.warning("not ready: %s", problem) if problem else log.info("ready again")
+        if problem != self._store_problem:  # log changes only: probes come every few seconds
+            if problem:
+                log.warning("not ready: %s", problem)
+            else:
+                log.info("ready again")
             self._store_problem = problem
         return problem is None
 

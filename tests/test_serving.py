@@ -275,3 +275,21 @@ def test_serving_refuses_a_model_the_feature_service_no_longer_matches(servable,
     assert proc.returncode != 0
     assert "that the feature service no longer serves" in proc.stderr and "review_sentiment" in proc.stderr, \
         proc.stderr[-3000:]
+
+
+def test_cli_predict_sends_the_api_key_from_the_environment(live):
+    import subprocess
+    import sys
+
+    from tests.servable import serving_env
+
+    client, servable = live
+    command = [sys.executable, "-m", "custintel.cli", "-p", str(servable["params"]), "predict", "1",
+               "--url", str(client.base_url)]
+    env = serving_env(servable["params"], {"CUSTINTEL_API_KEY": KEY})
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["predictions"][0]["found"]
+    without = subprocess.run(command, capture_output=True, text=True, env=serving_env(servable["params"]),
+                             timeout=120)
+    assert "X-API-Key header missing" in without.stdout
