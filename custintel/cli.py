@@ -295,6 +295,21 @@ def promote(run_id: RunId = None) -> None:
 Reason = Annotated[str | None, typer.Option(help="Why (kept in the promotion ledger).")]
 
 
+@app.command("score-batch")
+def score_batch(
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Parquet file to write (default <data_dir>/batch_scores.parquet).")] = None,
+    model_tag: Annotated[str | None, typer.Option(
+        "--model-tag", help="Registered model to score with (default: the champion).")] = None,
+) -> None:
+    """Score every customer of the newest offline snapshot (churn, spend, tier, segment, revenue at risk,
+    action) into one parquet file."""
+    from custintel.batch_scoring import score_batch as run
+
+    settings = _settings()
+    _print(run(settings, out or settings.data_dir / "batch_scores.parquet", model_tag))
+
+
 @app.command()
 def rollback(reason: Reason = None) -> None:
     """Make the previous champion (the one before the current in the ledger) the champion again."""
@@ -398,7 +413,8 @@ def predict(
     settings = _settings()
     url = url or f"http://{settings.serve.host}:{settings.serve.port}"
     try:
-        response = httpx.post(f"{url}/predict", json={"customer_ids": customer_ids}, timeout=30)
+        response = httpx.post(f"{url}/predict", json={"customer_ids": customer_ids}, timeout=30,
+                              headers=_auth_headers(settings))
     except httpx.TransportError:
         raise UserError(f"No server answers at {url}; start one with `custintel serve`.") from None
     _print(response.json())
@@ -423,6 +439,12 @@ def retrain(
         typer.echo(f"  {name:10s} {path}")
 
 
+def _auth_headers(settings) -> dict[str, str]:
+    """X-API-Key from the environment variable serve.api_key_env names, when it is set."""
+    key = os.environ.get(settings.serve.api_key_env)
+    return {"X-API-Key": key} if key else {}
+
+
 def _served_prediction(settings) -> dict:
     import httpx
 
@@ -434,7 +456,8 @@ def _served_prediction(settings) -> dict:
     try:
         url = f"http://{settings.serve.host}:{port}"
         server.wait_ready(proc, url)
-        return httpx.post(f"{url}/predict", json={"customer_ids": [1, 2, 3, 99999999]}, timeout=30).json()
+        return httpx.post(f"{url}/predict", json={"customer_ids": [1, 2, 3, 99999999]}, timeout=30,
+                          headers=_auth_headers(settings)).json()
     finally:
         server.stop(proc)
 

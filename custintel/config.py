@@ -299,6 +299,10 @@ class ServeSection(_Section):
     max_ids_per_request: int = Field(1000, ge=1)
     reload_interval_s: float = Field(2.0, ge=0, description="Check the champion pointer this often "
                                      "and swap in a new champion (0: never).")
+    max_feature_rows_per_request: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    api_key_env: str = Field("CUSTINTEL_API_KEY", min_length=1,
+                             description="Env var holding the API key; unset or empty = no auth.")
 
 
 class AlertsSection(_Section):

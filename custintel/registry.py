@@ -36,11 +36,15 @@ LOCK_FILE = ".lock"
 
 def save_to_store(model_dir: Path, metadata: dict, extra_files: list[Path] = ()) -> str:
     """Copy a saved predictor directory (and `extra_files`, e.g. the model card) into the BentoML
-    model store; returns the new version's tag. Unknown (None) metadata values are left out: the
-    store accepts only basic types."""
+    model store, with the SHA-256 of each predictor file in the metadata (checked by
+    `verified_model_path` before serving); returns the new version's tag. Unknown (None) metadata
+    values are left out: the store accepts only basic types."""
     import bentoml
 
-    metadata = _without_none(metadata)
+    from custintel.model_integrity import METADATA_KEY, directory_hashes, sha256_file
+
+    hashes = {**directory_hashes(model_dir), **{Path(f).name: sha256_file(Path(f)) for f in extra_files}}
+    metadata = {**_without_none(metadata), METADATA_KEY: hashes}
     labels = {"data_version": str(metadata.get("data_version", ""))[:16],
               "run_id": str(metadata.get("run_id", ""))}
     with bentoml.models.create(name=MODEL_NAME, metadata=metadata, labels=labels) as ref:
@@ -87,6 +91,26 @@ def list_versions() -> list[dict]:
     models.sort(key=lambda m: m.info.creation_time, reverse=True)
     return [{"tag": str(m.tag), "created_at": m.info.creation_time.isoformat(),
              **dict(m.info.metadata)} for m in models]
+
+
+def verified_model_path(tag: str) -> Path:
+    """`model_path(tag)` after checking every file against the SHA-256 recorded at registration
+    (UserError naming a tampered or missing file). Models registered before hashes were recorded
+    are loaded with a warning."""
+    import logging
+
+    import bentoml
+
+    from custintel.model_integrity import METADATA_KEY, verify_directory
+
+    path = model_path(tag)
+    expected = bentoml.models.get(tag).info.metadata.get(METADATA_KEY)
+    if not expected:
+        logging.getLogger(__name__).warning("model %s has no recorded artifact hashes (registered before "
+                                            "they were); serving it unchecked", tag)
+    else:
+        verify_directory(path, expected, tag)
+    return path
 
 
 # --- the champion pointer ----------------------------------------------------------------------

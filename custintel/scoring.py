@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 
 from custintel import feature_store, registry
 from custintel.config import Settings
@@ -39,7 +40,7 @@ class OnlineScorer:
         from training.segments import Segmenter
         from training.tiers import ValueTiers
 
-        model_dir = registry.model_path(tag)
+        model_dir = registry.verified_model_path(tag)  # refuses tampered artifacts
         store, predictor = feature_store.open_store(settings), Predictor.load(model_dir)
         served = feature_store.service_feature_names(store)
         lacking = [name for name in predictor.feature_names if name not in served]
@@ -57,33 +58,64 @@ class OnlineScorer:
         """The served model's segment profiles (id, name, size, churn risk, spend, z-scores, action)."""
         return {"model_version": self.model_tag, "segments": self.profiles or []}
 
+    def check_store(self) -> str | None:
+        """None when the online store answers a read, else why not (readiness probe)."""
+        from custintel.online_rows import OnlineStoreUnavailable, read
+
+        try:
+            read(self.store, [0], self.predictor.feature_names, as_of=self.as_of)
+        except OnlineStoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def _score(self, features: pd.DataFrame) -> list[dict]:
+        """Churn probability, predicted spend, value tier and segment of each feature row."""
+        if len(features) == 0:
+            return []
+        churn, spend = self.predictor.predict_arrays(features)
+        tiers = self.tiers.assign(spend) if self.tiers is not None else None
+        segment_ids = self.segmenter.assign(features) if self.segmenter is not None else None
+        answers = []
+        for i in range(len(features)):
+            answer = {"churn_probability": round(float(churn[i]), 6),
+                      "predicted_spend": round(float(spend[i]), 2)}
+            if tiers is not None:
+                answer["value_tier"] = str(tiers[i])
+            if segment_ids is not None:
+                segment = int(segment_ids[i])
+                answer.update(segment_id=segment, segment_name=self.segmenter.names[segment])
+            answers.append(answer)
+        return answers
+
     def predict(self, customer_ids: list[int]) -> dict:
-        names = self.predictor.feature_names
-        rows = feature_store.online_features(self.store, customer_ids, names, as_of=self.as_of)
-        found = rows[names].notna().any(axis=1).to_numpy()
-        churn = np.full(len(rows), np.nan)
-        spend = np.full(len(rows), np.nan)
-        tiers = np.full(len(rows), None, dtype=object)
-        segment_ids = np.full(len(rows), -1)
-        if found.any():
-            churn[found], spend[found] = self.predictor.predict_arrays(rows[found])
-            if self.tiers is not None:
-                tiers[found] = self.tiers.assign(spend[found])
-            if self.segmenter is not None:
-                segment_ids[found] = self.segmenter.assign(rows[found])
+        """One entry per id, in order: scores with the model version, the features' event time and
+        `stale` (older than the view's TTL); `found: false` for customers the store does not hold.
+        Raises custintel.online_rows.OnlineStoreUnavailable when the store cannot be read."""
+        from custintel.online_rows import read
+
+        rows = read(self.store, customer_ids, self.predictor.feature_names, as_of=self.as_of)
+        found = np.flatnonzero(rows.found)
+        scores = dict(zip(found.tolist(), self._score(rows.frame.iloc[found].reset_index(drop=True)),
+                          strict=True))
         predictions = []
-        for i, customer_id in enumerate(rows[ENTITY_KEY].tolist()):
-            if found[i]:
-                answer = {"customer_id": int(customer_id), "found": True,
-                          "churn_probability": round(float(churn[i]), 6),
-                          "predicted_spend": round(float(spend[i]), 2)}
-                if tiers[i] is not None:
-                    answer["value_tier"] = tiers[i]
-                if segment_ids[i] >= 0:
-                    answer.update(segment_id=int(segment_ids[i]),
-                                  segment_name=self.segmenter.names[int(segment_ids[i])])
-                predictions.append(answer)
-            else:
+        for i, customer_id in enumerate(rows.frame[ENTITY_KEY].tolist()):
+            if i not in scores:
                 predictions.append({"customer_id": int(customer_id), "found": False,
                                     "error": "customer not found in the online feature store"})
+                continue
+            stamp = datetime.fromtimestamp(int(rows.feature_ts[i]), UTC).isoformat()
+            answer = {"customer_id": int(customer_id), "found": True, **scores[i],
+                      "model_version": self.model_tag, "feature_timestamp": stamp,
+                      "stale": bool(rows.stale[i])}
+            if rows.stale[i]:
+                answer["warning"] = ("online features are older than their TTL: re-materialize "
+                                     "(`custintel materialize`)")
+            predictions.append(answer)
         return {"model_version": self.model_tag, "predictions": predictions}
+
+    def predict_rows(self, features: pd.DataFrame) -> dict:
+        """What-if scoring of raw feature rows (columns = the model's features)."""
+        scored = self._score(features[self.predictor.feature_names])
+        return {"model_version": self.model_tag,
+                "predictions": [{"row": i, **answer, "model_version": self.model_tag}
+                                for i, answer in enumerate(scored)]}

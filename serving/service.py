@@ -1,56 +1,114 @@
-"""BentoML service: POST /predict {"customer_ids": [...]} -> churn probability, predicted spend,
-value tier and segment; GET /segments -> the served model's segment profiles; GET /metadata ->
-the served model's version and lineage.
+"""BentoML service of the champion model.
 
     custintel serve              # or: bentoml serve serving.service:CustomerIntelService
 
-Reads params from $CUSTINTEL_PARAMS and the data dir from $CUSTINTEL_DATA_DIR; serves the
-champion model from the BentoML model store with online features from Feast.
+Endpoints (README "Serving"):
+    POST /predict            {"customer_ids": [...]} -> churn probability, predicted spend, value tier,
+                             segment, model version, feature timestamp and staleness per customer
+    POST /predict_features   {"rows": [{feature: value}]} -> the same scores for raw feature rows (what-if)
+    GET  /segments           the served model's segment profiles
+    GET  /metadata           the served version and its lineage; a new champion is swapped in while serving
+    GET  /healthz, /livez    liveness; GET /readyz: model loaded and online store reachable (else 503)
+    GET  /metrics            BentoML's Prometheus metrics
+
+Malformed requests get 422 naming the field (serving.validation), oversized bodies 413
+(serving.limits), requests without the API key 401 when one is configured (serving.auth), and an
+unreachable online store 503 (custintel.online_rows). Reads params from $CUSTINTEL_PARAMS and the data
+dir from $CUSTINTEL_DATA_DIR; serves the champion (or $CUSTINTEL_MODEL_TAG) from the BentoML model
+store with online features from Feast.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import bentoml
-from bentoml.exceptions import InvalidArgument
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-EXAMPLE_INPUT = {"customer_ids": [1, 2, 3]}
-http = FastAPI(title="custintel read-only endpoints")  # GET routes beside BentoML's POST APIs
+from custintel.online_rows import OnlineStoreUnavailable
+from serving.auth import ApiKeyMiddleware
+from serving.limits import BodyLimitMiddleware
+from serving.validation import RequestInvalid
+
+log = logging.getLogger(__name__)
+http = FastAPI(title="custintel customer scores")  # routes beside BentoML's own (/readyz, /metrics, ...)
+
+
+@http.exception_handler(RequestInvalid)
+async def _invalid(_: Request, exc: RequestInvalid) -> JSONResponse:
+    return JSONResponse({"error": str(exc), "detail": exc.errors}, status_code=422)
+
+
+@http.exception_handler(OnlineStoreUnavailable)
+async def _store_down(_: Request, exc: OnlineStoreUnavailable) -> JSONResponse:
+    return JSONResponse({"error": f"online feature store unavailable ({exc}); retry later, the server "
+                                  "reconnects on the next request"}, status_code=503)
 
 
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 30})
 @bentoml.asgi_app(http, path="/")
 class CustomerIntelService:
     def __init__(self) -> None:
-        from custintel.config import load_settings
         from custintel.runtime import configure
         from custintel.scoring import OnlineScorer
-
-        settings = load_settings(os.environ.get("CUSTINTEL_PARAMS"))
-        configure(settings)
-        self.max_ids = settings.serve.max_ids_per_request
         from custintel.champion_watch import ChampionWatcher
         from custintel.paths import DataPaths
+        from serving.settings import settings as server_settings
+
+        settings = server_settings()
+        configure(settings)
 
         # the champion, swapped in place when the pointer changes (custintel/champion_watch.py)
         self.models = ChampionWatcher(DataPaths(settings.data_dir),
                                       lambda tag: OnlineScorer.from_settings(settings, tag),
                                       os.environ.get("CUSTINTEL_MODEL_TAG"), settings.serve.reload_interval_s)
+        self._limits = (settings.serve.max_ids_per_request, settings.serve.max_feature_rows_per_request)
+        self._request_models: dict = {}  # per served version (its feature names)
+        self._store_problem: str | None = None
 
     @property
     def scorer(self):
         return self.models.current().model
 
-    @bentoml.api
-    def predict(self, customer_ids: list[int]) -> dict:
-        if not customer_ids:
-            raise InvalidArgument("customer_ids: send at least one id")
-        if len(customer_ids) > self.max_ids:
-            raise InvalidArgument(f"customer_ids: at most {self.max_ids} ids per request "
-                                  f"(got {len(customer_ids)}); split the request")
-        return self.scorer.predict(customer_ids)
+    def _served(self):
+        """The served version and its request models: one request is validated and answered by
+        one version, even when a new champion is swapped in meanwhile."""
+        from serving.validation import RequestModels
+
+        served = self.models.current()
+        requests = self._request_models.get(served.tag)
+        if requests is None:
+            requests = self._request_models[served.tag] = RequestModels(
+                *self._limits, served.model.predictor.feature_names)
+        return served.model, requests
+
+    def __is_ready__(self) -> bool:
+        """BentoML's GET /readyz: 200 when the model is loaded and the online store answers a read."""
+        problem = "no model loaded" if self.scorer is None else self.scorer.check_store()
+        if problem != self._store_problem:  # log changes only: probes come every few seconds
+            if problem:
+                log.warning("not ready: %s", problem)
+            else:
+                log.info("ready again")
+            self._store_problem = problem
+        return problem is None
+
+    @http.post("/predict")
+    async def predict(self, request: Request) -> dict:
+        """POST /predict {"customer_ids": [...]}: one entry per id, `found: false` for unknown ids."""
+        scorer, requests = self._served()
+        ids = requests.customer_ids(await request.body())
+        return await run_in_threadpool(scorer.predict, ids)
+
+    @http.post("/predict_features")
+    async def predict_features(self, request: Request) -> dict:
+        """POST /predict_features {"rows": [{feature: value, ...}]}: what-if scores of raw feature rows."""
+        scorer, requests = self._served()
+        rows = requests.feature_rows(await request.body())
+        return await run_in_threadpool(scorer.predict_rows, rows)
 
     @http.get("/segments")
     def segments(self) -> dict:
@@ -64,3 +122,7 @@ class CustomerIntelService:
         served = self.models.current()
         return {"model_version": served.tag, "loaded_at": served.loaded_at, "lineage": served.metadata,
                 "reload_error": self.models.last_error}
+
+# outermost first: the key is checked before a body is read
+CustomerIntelService.add_asgi_middleware(ApiKeyMiddleware)
+CustomerIntelService.add_asgi_middleware(BodyLimitMiddleware)

@@ -52,6 +52,18 @@ def redis_server(tmp_path_factory) -> str:
 
     Skipped when redis-server is not installed, unless CUSTINTEL_REQUIRE_REDIS is set (CI sets it,
     after installing redis-server), where a missing server fails the tests instead."""
+    exe = redis_executable()
+    workdir = tmp_path_factory.mktemp("redis")
+    process, url = start_redis(exe, workdir, free_port())
+    try:
+        yield url
+    finally:
+        stop_redis(process)
+
+
+def redis_executable() -> str:
+    """Path of redis-server; skips the test when it is not installed, unless CUSTINTEL_REQUIRE_REDIS is
+    set (then the test fails)."""
     exe = shutil.which("redis-server")
     if exe is None:
         if os.environ.get("CUSTINTEL_REQUIRE_REDIS"):
@@ -59,13 +71,18 @@ def redis_server(tmp_path_factory) -> str:
                         "it)")
         pytest.skip("redis-server is not installed (apt-get install redis-server): Redis online store "
                     "tests skipped")
+    return exe
+
+
+def start_redis(exe: str, workdir: Path, port: int, persist: bool = False) -> tuple[subprocess.Popen, str]:
+    """redis-server on 127.0.0.1:`port` with its files in `workdir`, once it answers PING; returns the
+    process and its redis:// URL. `persist`: SHUTDOWN writes <workdir>/dump.rdb and a restart loads it."""
     import redis
 
-    workdir = tmp_path_factory.mktemp("redis")
-    port = free_port()
     process = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-         "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+         "--save", "3600 1" if persist else "", "--appendonly", "no", "--daemonize", "no",
+         "--logfile", str(workdir / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(host="127.0.0.1", port=port)
     try:
@@ -77,14 +94,41 @@ def redis_server(tmp_path_factory) -> str:
             except redis.exceptions.ConnectionError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     log = (workdir / "redis.log").read_text() if (workdir / "redis.log").is_file() else ""
+                    stop_redis(process)
                     pytest.fail(f"redis-server did not start on port {port}: {log[-2000:]}")
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
     finally:
         client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return process, f"redis://127.0.0.1:{port}"
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    """SIGTERM (a persisting server saves first), SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def servable(tmp_path_factory) -> dict:
+    """A data dir with a champion model and a materialized SQLite online store (tests/servable.py,
+    about two minutes); small serving limits. Returns params (the file), tag, run_dir, features."""
+    import json
+    import sys
+
+    tmp = tmp_path_factory.mktemp("servable")
+    raw = tiny_params(tmp / "data")
+    raw["train"]["max_epochs"] = 1
+    raw["train"]["tuning"]["n_trials"] = 1
+    raw["serve"].update(max_ids_per_request=50, max_feature_rows_per_request=20, max_body_bytes=65536)
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "CUSTINTEL_DATA_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "tests.servable", str(params)], capture_output=True,
+                          text=True, cwd=PROJECT_ROOT, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    built = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"params": params, "raw": raw, **built}

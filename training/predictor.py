@@ -16,6 +16,7 @@ from training.scaler import FeatureScaler
 
 WEIGHTS_FILE = "weights.pt"
 SPEC_FILE = "model.json"
+WEIGHTS_HASH_KEY = "weights_sha256"  # recorded in model.json at save, checked at load
 
 
 @dataclass
@@ -37,14 +38,23 @@ class Predictor:
         return torch.sigmoid(churn_logit).numpy(), ziln_expected(value_out).numpy()
 
     def save(self, directory: Path, extra: dict | None = None) -> None:
+        from custintel.model_integrity import sha256_file
+
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
-        spec = {"net": self.net_config.to_dict(), "scaler": self.scaler.to_dict(), **(extra or {})}
+        spec = {"net": self.net_config.to_dict(), "scaler": self.scaler.to_dict(), **(extra or {}),
+                WEIGHTS_HASH_KEY: sha256_file(directory / WEIGHTS_FILE)}
         (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str))
 
     @classmethod
     def load(cls, directory: Path) -> Predictor:
+        """Load a saved predictor; weights whose SHA-256 differs from the one model.json recorded at
+        save are refused (custintel.errors.UserError naming the file)."""
+        from custintel.model_integrity import check_file
+
         spec = json.loads((directory / SPEC_FILE).read_text())
+        if WEIGHTS_HASH_KEY in spec:  # models saved before hashes were recorded have none
+            check_file(directory / WEIGHTS_FILE, spec[WEIGHTS_HASH_KEY], str(directory))
         cfg = NetConfig(**spec["net"])
         net = MultiTaskNet(cfg)
         # weights_only: never unpickle arbitrary objects from a model artifact

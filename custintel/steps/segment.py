@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from custintel import registry
+from custintel.batch_scoring import ScoringModel, read_latest_snapshot, score_customers, suggested_action
 from custintel.config import Settings
 from custintel.features.schema import ENTITY_KEY, TIMESTAMP
 from custintel.paths import DataPaths
@@ -28,17 +29,9 @@ log = logging.getLogger(__name__)
 PROFILES_FILE = "segment_profiles.json"
 
 
-def suggested_action(segment_name: str, playbook: dict[str, str]) -> str:
-    """The action of the longest playbook key that starts the segment name ('default' otherwise)."""
-    keys = [k for k in playbook if k != "default" and segment_name.startswith(k)]
-    return playbook[max(keys, key=len)] if keys else playbook.get("default", "no action")
-
-
 def current_customers(settings: Settings) -> pd.DataFrame:
     """Every customer's features at the newest snapshot (what the online store serves)."""
-    features = pd.read_parquet(DataPaths(settings.data_dir).features_file)
-    ts = pd.to_datetime(features[TIMESTAMP], utc=True)
-    return features[ts == ts.max()].reset_index(drop=True)
+    return read_latest_snapshot(DataPaths(settings.data_dir).features_file)
 
 
 def _previous_segmenter(settings: Settings):
@@ -83,12 +76,8 @@ def segment_customers(settings: Settings, run_dir: Path, predictor) -> dict:
     profile_records = profiles.reset_index().rename(columns={"segment": "segment_id"}).to_dict("records")
     write_json(model_dir / PROFILES_FILE, {"segments": profile_records})
 
-    scores = pd.DataFrame({
-        ENTITY_KEY: customers[ENTITY_KEY], TIMESTAMP: customers[TIMESTAMP], "churn_probability": churn,
-        "predicted_spend": spend, "value_tier": tiers.assign(spend), "segment_id": segment_ids,
-        "segment_name": [segmenter.names[i] for i in segment_ids], "revenue_at_risk": churn * spend})
-    scores["action"] = scores["segment_name"].map(lambda n: suggested_action(n, settings.playbook))
-    scores = scores.sort_values("revenue_at_risk", ascending=False, ignore_index=True)
+    scores = score_customers(customers, ScoringModel(predictor, tiers, segmenter), settings.playbook,
+                             churn=churn, spend=spend)
     scores.to_parquet(run_dir / "scores.parquet", index=False)
     scores[scores["value_tier"] != "inactive"].to_csv(run_dir / "retention_targets.csv", index=False)
 
