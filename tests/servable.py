@@ -39,7 +39,7 @@ def build(params_file: Path) -> dict:
     tag = registry.save_to_store(run_dir / "model", {
         "run_id": run_dir.name, "data_version": version, "feature_service": spec["feature_service"],
         "features": spec["scaler"]["feature_names"]})
-    registry.set_champion(paths, tag, "test fixture")
+    registry.promote_by_hand(paths, tag, registry.cli_actor("tests.servable"), "test fixture")
     return {"tag": tag, "run_dir": str(run_dir), "features": spec["scaler"]["feature_names"]}
 
 
