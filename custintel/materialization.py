@@ -236,7 +236,8 @@ def newest_rows(job: _SourceJob, chunk_rows: int) -> pa.Table:
         group_rows = parquet.metadata.row_group(group).num_rows
         lo, hi = np.searchsorted(picked, [offset, offset + group_rows])
         if hi > lo:
-            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=source_columns):
+            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group],
+                                              columns=source_columns):
                 lo, hi = np.searchsorted(picked, [offset, offset + batch.num_rows])
                 if hi > lo:
                     parts.append(batch.take(pa.array(picked[lo:hi] - offset)))
@@ -450,15 +451,18 @@ class _SqliteWriter(_Writer):
 
         config = self.store.config
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
-        table = _quote_id(_table_id(config.project, view, config.registry.enable_online_feature_view_versioning))
+        versioning = config.registry.enable_online_feature_view_versioning
+        table = _quote_id(_table_id(config.project, view, versioning))
         event_ts = _sqlite_epochs(data.micros)
         created_ts = _sqlite_epochs(data.created_micros) if data.created_micros is not None else None
         names = sorted(feature.name for feature in view.features)  # rows in primary-key order
         conn = self.online_store._get_conn(config)
         packed = [data.blobs[name] for name in names]
         widths = {p.width for p in packed if isinstance(p, _Packed)}
-        if len(widths) == 1 and all(isinstance(p, _Packed) for p in packed) and len({len(k) for k in data.keys}) == 1:
-            self._submit(_execute, conn, *_bulk_upsert(table, names, chunk, data, packed, event_ts, created_ts))
+        one_width = len(widths) == 1 and all(isinstance(p, _Packed) for p in packed)
+        if one_width and len({len(k) for k in data.keys}) == 1:
+            statement = _bulk_upsert(table, names, chunk, data, packed, event_ts, created_ts)
+            self._submit(_execute, conn, *statement)
             return
         blobs = _blob_lists(data.blobs)
         texts = {feature.name: _value_texts(chunk[feature.name], feature.dtype) for feature in view.features}
@@ -488,14 +492,15 @@ def _execute_many(conn, statements: list[tuple[str, list]]) -> None:
 
 _COLUMNS = "(entity_key, feature_name, value, value_text, event_ts, created_ts)"
 _UPSERT = ("ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-           "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;")
+           "value_text = excluded.value_text, event_ts = excluded.event_ts, "
+           "created_ts = excluded.created_ts;")
 _EPOCH_DIGITS = 21  # a signed 64-bit integer, zero-padded
 
 
 def _bulk_upsert(table: str, names: list[str], chunk: pa.Table, data: _Serialised, packed: list[_Packed],
                  event_ts: list[int], created_ts: list[int] | None) -> tuple[str, tuple]:
-    """(sql, parameters) of one INSERT ... SELECT for the chunk: SQLite itself makes the (entity, feature) rows, in
-    primary-key order, from a few bound parameters (no Python object per row):
+    """(sql, parameters) of one INSERT ... SELECT for the chunk: SQLite itself makes the (entity,
+    feature) rows, in primary-key order, from a few bound parameters (no Python object per row):
 
     - ?1 the entity keys concatenated (one width), ?2 the value blobs entity-major (one width),
     - ?3 / ?4 event / created epochs as zero-padded decimals (blobs: substr is then by byte offset),
@@ -511,10 +516,11 @@ def _bulk_upsert(table: str, names: list[str], chunk: pa.Table, data: _Serialise
     cells = np.stack([np.frombuffer(p.raw, dtype=f"S{width}")[take] for p in packed], axis=1)
     texts = _json_texts([chunk[name] for name in names], take, float32=width == 5)
 
-    def epochs(values: list[int]) -> bytes:  # a blob: substr of a blob is by byte offset, of text by character
+    def epochs(values: list[int]) -> bytes:  # a blob: substr of a blob counts bytes, of text characters
         return "".join([f"{values[i]:0{_EPOCH_DIGITS}d}" for i in order]).encode("ascii")
 
-    names_case = " ".join(f"WHEN {j} THEN '{name.replace(chr(39), chr(39) * 2)}'" for j, name in enumerate(names))
+    names_case = " ".join(f"WHEN {j} THEN '{name.replace(chr(39), chr(39) * 2)}'"
+                          for j, name in enumerate(names))
     created_sql = (f"CAST(substr(?4, (key / {f}) * {_EPOCH_DIGITS} + 1, {_EPOCH_DIGITS}) AS INTEGER)"
                    if created_ts is not None else "NULL")
     sql = (f"INSERT INTO {table} {_COLUMNS} "
@@ -523,8 +529,8 @@ def _bulk_upsert(table: str, names: list[str], chunk: pa.Table, data: _Serialise
            f"CASE WHEN value IS NULL THEN x'' ELSE substr(?2, key * {width} + 1, {width}) END, "
            f"value, CAST(substr(?3, (key / {f}) * {_EPOCH_DIGITS} + 1, {_EPOCH_DIGITS}) AS INTEGER), "
            f"{created_sql} FROM json_each(?5) WHERE true {_UPSERT}")
-    return sql, (keys, cells.tobytes(), epochs(event_ts), epochs(created_ts) if created_ts is not None else b"",
-                 texts)
+    created = epochs(created_ts) if created_ts is not None else b""
+    return sql, (keys, cells.tobytes(), epochs(event_ts), created, texts)
 
 
 def _json_texts(columns: list[pa.ChunkedArray], take: np.ndarray, float32: bool) -> str:
@@ -581,7 +587,9 @@ class _RedisWriter(_Writer):
 
     A view whose features are not all Float64/Float32 goes through redis-py's pipeline instead."""
 
-    _STORED_STAMPS = "local out = {} for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end return out"
+    _STORED_STAMPS = ("local out = {} for i, key in ipairs(KEYS) do "
+                      "out[i] = redis.call('HGET', key, ARGV[1]) "
+                      "end return out")
 
     def __init__(self, store):
         self.store = store
@@ -597,7 +605,7 @@ class _RedisWriter(_Writer):
         online_config = config.online_store
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
         name = _versioned_fv_name(view, config)
-        ts_key = f"_ts:{name}".encode("utf-8")
+        ts_key = f"_ts:{name}".encode()
         fields = [_mmh3(f"{name}:{feature.name}") for feature in view.features]  # Feast's hset order
         project = config.project.encode("utf-8")
         redis_keys = [key + project for key in data.keys]
@@ -620,7 +628,8 @@ class _RedisWriter(_Writer):
             return
         values = [data.blobs[feature.name] for feature in view.features]
         if not all(isinstance(v, _Packed) for v in values) or len({len(k) for k in redis_keys}) != 1:
-            self._pipeline(client, online_config, redis_keys, rows, ts_key, [stamps[w] for w in which.reshape(-1)],
+            self._pipeline(client, online_config, redis_keys, rows, ts_key,
+                           [stamps[w] for w in which.reshape(-1)],
                            fields, _blob_lists(data.blobs), view)
             return
         commands = _resp_hsets([redis_keys[i] for i in rows.tolist()], ts_key,
@@ -670,7 +679,8 @@ def _resp_hsets(keys: list[bytes], ts_key: bytes, stamps: list[bytes], fields: l
     head = np.frombuffer(count + b"$%d\r\n" % k, dtype=np.uint8)
     parts = [np.broadcast_to(head, (n, len(head))),
              np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
-             np.broadcast_to(np.frombuffer(b"\r\n" + _bulk(ts_key), dtype=np.uint8), (n, len(_bulk(ts_key)) + 2))]
+             np.broadcast_to(np.frombuffer(b"\r\n" + _bulk(ts_key), dtype=np.uint8),
+                             (n, len(_bulk(ts_key)) + 2))]
     masks = [np.ones((n, p.shape[1]), dtype=bool) for p in parts]
     distinct = sorted(set(stamps))
     pieces = [_bulk(s) for s in distinct]
@@ -684,12 +694,12 @@ def _resp_hsets(keys: list[bytes], ts_key: bytes, stamps: list[bytes], fields: l
     at = np.fromiter((index[s] for s in stamps), dtype=np.int64, count=n)
     parts.append(table[at])
     masks.append(used[at])
-    for field, packed in zip(fields, values, strict=True):
+    for name, packed in zip(fields, values, strict=True):
         w = packed.width
-        cell = np.empty((n, len(_bulk(field)) + len(_bulk(b"x" * w))), dtype=np.uint8)
-        cell[:, :len(_bulk(field))] = np.frombuffer(_bulk(field), dtype=np.uint8)
-        value_at = len(_bulk(field))
-        cell[:, value_at:value_at + 4] = np.frombuffer(b"$%d\r\n" % w, dtype=np.uint8) if w < 10 else 0
+        cell = np.empty((n, len(_bulk(name)) + len(_bulk(b"x" * w))), dtype=np.uint8)
+        cell[:, :len(_bulk(name))] = np.frombuffer(_bulk(name), dtype=np.uint8)
+        value_at = len(_bulk(name))
+        cell[:, value_at:value_at + 4] = np.frombuffer(b"$%d\r\n" % w, dtype=np.uint8)  # w is 9 or 5
         cell[:, value_at + 4:value_at + 4 + w] = np.frombuffer(packed.raw, dtype=np.uint8).reshape(n, w)
         cell[:, value_at + 4 + w:] = np.frombuffer(b"\r\n", dtype=np.uint8)
         mask = np.ones(cell.shape, dtype=bool)

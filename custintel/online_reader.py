@@ -171,7 +171,8 @@ def _frame(ids: np.ndarray, values: np.ndarray, names: list[str]) -> pd.DataFram
     except (ImportError, AttributeError, TypeError):
         pass
     try:
-        return pd.DataFrame._from_arrays([ids, *values.T], columns=columns, index=index, verify_integrity=False)
+        return pd.DataFrame._from_arrays([ids, *values.T], columns=columns, index=index,
+                                         verify_integrity=False)
     except (AttributeError, TypeError):
         frame = pd.DataFrame(values, columns=names, copy=False)
         frame.insert(0, ENTITY_KEY, ids)

@@ -129,7 +129,8 @@ def _stored(store, settings) -> dict:
     tables = {}
     for view in store.list_feature_views():
         table = _table_id(store.config.project, view, False)
-        tables[table] = conn.execute(f'SELECT {select} FROM "{table}" ORDER BY entity_key, feature_name').fetchall()
+        query = f'SELECT {select} FROM "{table}" ORDER BY entity_key, feature_name'
+        tables[table] = conn.execute(query).fetchall()
     conn.close()
     return tables
 
