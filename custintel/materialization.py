@@ -4,13 +4,15 @@ Stock `FeatureStore.materialize` reads the whole window through Dask, builds one
 value and upserts one SQLite row per statement (about 2,000 rows/s here, GBs of memory for 200k
 rows). This module does the same job with the same result:
 
-1. per offline source, read only the needed columns with pyarrow, `chunk_rows` rows at a time,
-   keep the rows with start <= event_timestamp <= end (Feast's window, both ends included) and
-   fold them into the newest row per entity (ties broken by the created timestamp, if any);
-2. write those rows `chunk_rows` entities at a time: entity keys and values are serialised the
-   way Feast does (checked against Feast's own conversion on every chunk), then written with one
-   `executemany` (SQLite), one pipeline (Redis) or the store's `online_write_batch` (any other
-   store), in the layout Feast's `get_online_features` reads;
+1. per offline source, read the parquet file with pyarrow in two passes, `chunk_rows` rows at a
+   time: the keys and timestamps, to pick the newest row per entity with start <= event_timestamp
+   <= end (Feast's window, both ends included; ties broken by the created timestamp, if any), then
+   the needed columns of the row groups that hold picked rows;
+2. write those rows `chunk_rows` entities at a time, in the byte order of the serialised keys:
+   entity keys and values are serialised the way Feast does (checked against Feast's own
+   conversion on every chunk), then written by one `INSERT ... SELECT` per view (SQLite, in a
+   writer thread), by RESP commands laid out with numpy (Redis) or by the store's
+   `online_write_batch` (any other store), byte for byte what stock materialization stores;
 3. only when every chunk of a view is written, record the interval in the registry
    (`registry.apply_materialization`, as Feast does), which is the watermark that
    `materialize_incremental` starts from.
