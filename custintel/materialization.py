@@ -4,13 +4,15 @@ Stock `FeatureStore.materialize` reads the whole window through Dask, builds one
 value and upserts one SQLite row per statement (about 2,000 rows/s here, GBs of memory for 200k
 rows). This module does the same job with the same result:
 
-1. per offline source, read only the needed columns with pyarrow, `chunk_rows` rows at a time,
-   keep the rows with start <= event_timestamp <= end (Feast's window, both ends included) and
-   fold them into the newest row per entity (ties broken by the created timestamp, if any);
-2. write those rows `chunk_rows` entities at a time: entity keys and values are serialised the
-   way Feast does (checked against Feast's own conversion on every chunk), then written with one
-   `executemany` (SQLite), one pipeline (Redis) or the store's `online_write_batch` (any other
-   store), in the layout Feast's `get_online_features` reads;
+1. per offline source, read the parquet file with pyarrow in two passes, `chunk_rows` rows at a
+   time: the keys and timestamps, to pick the newest row per entity with start <= event_timestamp
+   <= end (Feast's window, both ends included; ties broken by the created timestamp, if any), then
+   the needed columns of the row groups that hold picked rows;
+2. write those rows `chunk_rows` entities at a time, in the byte order of the serialised keys:
+   entity keys and values are serialised the way Feast does (checked against Feast's own
+   conversion on every chunk), then written by one `INSERT ... SELECT` per view (SQLite, in a
+   writer thread), by RESP commands laid out with numpy (Redis) or by the store's
+   `online_write_batch` (any other store), byte for byte what stock materialization stores;
 3. only when every chunk of a view is written, record the interval in the registry
    (`registry.apply_materialization`, as Feast does), which is the watermark that
    `materialize_incremental` starts from.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -122,13 +125,22 @@ def _run(store, plan: list[tuple], end: datetime, chunk_rows: int) -> dict:
             job = jobs[key] = _SourceJob(path, source.timestamp_field, key[2], mapping, join_keys, start, end)
         job.views.append(view)
     writer = _writer_for(store)
+    try:
+        return _write_jobs(store, writer, list(jobs.values()), chunk_rows)
+    finally:
+        writer.close()  # a write still running finishes (or fails) before this returns or raises
+
+
+def _write_jobs(store, writer, jobs: list[_SourceJob], chunk_rows: int) -> dict:
     summary = {}
-    for job in jobs.values():
+    for job in jobs:
         rows = newest_rows(job, chunk_rows)
-        for offset in range(0, max(rows.num_rows, 1), chunk_rows):
-            chunk = rows.slice(offset, chunk_rows)
+        order = _key_order(rows, job.join_keys)
+        for offset in range(0, rows.num_rows, chunk_rows):
+            chunk = rows.take(pa.array(order[offset:offset + chunk_rows]))
             if chunk.num_rows:
                 _write_chunk(writer, job, chunk)
+        writer.wait()  # every chunk is in the store before the interval is recorded
         for view in job.views:
             store.registry.apply_materialization(view, store.project, job.start, job.end, commit=True)
             summary[view.name] = {"start": job.start.isoformat(), "end": job.end.isoformat(),
@@ -136,6 +148,16 @@ def _run(store, plan: list[tuple], end: datetime, chunk_rows: int) -> dict:
         log.info("materialized %d entities into %s for %s", rows.num_rows,
                  [view.name for view in job.views], (job.start.isoformat(), job.end.isoformat()))
     return summary
+
+
+def _key_order(rows: pa.Table, join_keys: list[str]) -> np.ndarray:
+    """The order to write `rows` in. One integer join key: the byte order of its little-endian value,
+    which is the order of Feast's serialised keys (prefix + 8 bytes LE), so that every chunk's keys
+    come after the previous chunk's and the online store's B-trees grow by appends."""
+    if len(join_keys) != 1 or not pa.types.is_integer(rows[join_keys[0]].type):
+        return np.arange(rows.num_rows)
+    values = rows[join_keys[0]].to_numpy(zero_copy_only=False).astype("<i8")
+    return np.argsort(values.view(">u8"), kind="stable")
 
 
 def _source_path(store, source) -> str:
@@ -179,13 +201,15 @@ def _newest_per_key(table: pa.Table, join_keys: list[str], ts: str, created: str
 
 
 def newest_rows(job: _SourceJob, chunk_rows: int) -> pa.Table:
-    """Newest row per entity with start <= timestamp <= end, read `chunk_rows` at a time.
+    """Newest row per entity with start <= timestamp <= end, in file order, in two passes over the
+    parquet file, `chunk_rows` rows at a time: first only the keys and timestamps, to pick each
+    entity's row, then every needed column of the picked rows.
 
     Memory stays at one chunk plus one row per entity."""
     inverse = {feature: column for column, feature in job.field_mapping.items()}
     features = list(dict.fromkeys(f.name for view in job.views for f in view.features))
-    wanted = [*job.join_keys, job.timestamp_field, *([job.created_field] if job.created_field else []),
-              *features]
+    picking = [*job.join_keys, job.timestamp_field, *([job.created_field] if job.created_field else [])]
+    wanted = [*picking, *features]
     source_columns = [inverse.get(name, name) for name in wanted]
     parquet = pq.ParquetFile(job.path)
     missing = [name for name in source_columns if name not in parquet.schema_arrow.names]
@@ -195,18 +219,39 @@ def newest_rows(job: _SourceJob, chunk_rows: int) -> pa.Table:
     start_us = int(job.start.timestamp() * 1_000_000)
     end_us = int(job.end.timestamp() * 1_000_000)
     best: pa.Table | None = None
-    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=source_columns):
-        table = pa.Table.from_batches([batch]).rename_columns(wanted)
+    offset = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=source_columns[:len(picking)]):
+        table = pa.Table.from_batches([batch]).rename_columns(picking)
+        table = table.append_column(_ROW, pa.array(np.arange(offset, offset + table.num_rows)))
+        offset += table.num_rows
         stamps = _micros(table[job.timestamp_field])
         table = table.filter(pa.array((stamps >= start_us) & (stamps <= end_us)))
         if table.num_rows == 0:
             continue
         if best is not None:
             table = pa.concat_tables([best, table.cast(best.schema)])
+        # ties: the earlier row wins (lexsort is stable, earlier rows come first)
         best = _newest_per_key(table, job.join_keys, job.timestamp_field, job.created_field)
-    if best is None:
-        best = parquet.schema_arrow.empty_table().select(source_columns).rename_columns(wanted)
-    return best.combine_chunks()
+    picked = np.sort(best[_ROW].to_numpy()) if best is not None else np.zeros(0, dtype=np.int64)
+    parts, offset = [], 0
+    for group in range(parquet.metadata.num_row_groups):  # only the row groups holding picked rows
+        group_rows = parquet.metadata.row_group(group).num_rows
+        lo, hi = np.searchsorted(picked, [offset, offset + group_rows])
+        if hi > lo:
+            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group],
+                                              columns=source_columns):
+                lo, hi = np.searchsorted(picked, [offset, offset + batch.num_rows])
+                if hi > lo:
+                    parts.append(batch.take(pa.array(picked[lo:hi] - offset)))
+                offset += batch.num_rows
+        else:
+            offset += group_rows
+    if not parts:
+        return parquet.schema_arrow.empty_table().select(source_columns).rename_columns(wanted)
+    return pa.Table.from_batches(parts).rename_columns(wanted).combine_chunks()
+
+
+_ROW = "__custintel_row"
 
 
 # ---------------------------------------------------------------- serialisation, checked against Feast
@@ -245,13 +290,30 @@ def _entity_keys(view, join_keys: list[str], chunk: pa.Table, version: int) -> l
             for key, _, _, _ in _feast_rows(view, join_keys, chunk)]
 
 
-def _value_blobs(view, chunk: pa.Table) -> dict[str, list[bytes]]:
-    """Serialised ValueProto per feature: Float64/Float32 by template (null -> empty Value),
-    any other type by Feast's own conversion."""
+@dataclass
+class _Packed:
+    """Serialised ValueProtos of one Float64/Float32 feature, fixed width: row i is
+    raw[i * width:(i + 1) * width], except null rows, which Feast writes as b"" (an empty Value)."""
+
+    raw: bytes
+    width: int
+    nulls: np.ndarray
+
+    def __getitem__(self, row: int) -> bytes:
+        return b"" if self.nulls[row] else self.raw[row * self.width:(row + 1) * self.width]
+
+    def blobs(self) -> list[bytes]:
+        raw, step = self.raw, self.width
+        return [b"" if null else raw[i * step:(i + 1) * step] for i, null in enumerate(self.nulls.tolist())]
+
+
+def _value_blobs(view, chunk: pa.Table) -> dict[str, _Packed | list[bytes]]:
+    """Serialised ValueProto per feature: Float64/Float32 packed by template (null -> empty Value),
+    any other type as a list by Feast's own conversion."""
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.types import Float32, Float64
 
-    blobs: dict[str, list[bytes]] = {}
+    blobs: dict[str, _Packed | list[bytes]] = {}
     slow = []
     for feature in view.features:
         if feature.dtype in (Float64, Float32):
@@ -265,9 +327,7 @@ def _value_blobs(view, chunk: pa.Table) -> dict[str, list[bytes]]:
                 zero_copy_only=False)
             packed = np.empty(len(values), dtype=[("tag", f"S{len(tag)}"), ("value", kind)])
             packed["tag"], packed["value"] = tag, values
-            raw, step = packed.tobytes(), packed.dtype.itemsize
-            blobs[feature.name] = [b"" if null else raw[i * step:(i + 1) * step]
-                                   for i, null in enumerate(nulls.tolist())]
+            blobs[feature.name] = _Packed(packed.tobytes(), packed.dtype.itemsize, nulls)
         else:
             slow.append(feature.name)
     if slow:
@@ -277,8 +337,12 @@ def _value_blobs(view, chunk: pa.Table) -> dict[str, list[bytes]]:
     return blobs
 
 
+def _blob_lists(blobs: dict[str, _Packed | list[bytes]]) -> dict[str, list[bytes]]:
+    return {name: b.blobs() if isinstance(b, _Packed) else b for name, b in blobs.items()}
+
+
 def _check_against_feast(view, join_keys: list[str], chunk: pa.Table, keys: list[bytes],
-                         blobs: dict[str, list[bytes]], version: int) -> None:
+                         blobs: dict[str, _Packed | list[bytes]], version: int) -> None:
     """The fast serialisation must equal Feast's for a sample of rows (nulls included)."""
     from feast.infra.key_encoding_utils import serialize_entity_key
 
@@ -301,7 +365,7 @@ def _check_against_feast(view, join_keys: list[str], chunk: pa.Table, keys: list
 @dataclass
 class _Serialised:
     keys: list[bytes]
-    blobs: dict[str, list[bytes]]
+    blobs: dict[str, _Packed | list[bytes]]
     micros: np.ndarray
     created_micros: np.ndarray | None
 
@@ -331,7 +395,17 @@ def _writer_for(store) -> Callable:
     return _BatchApiWriter(store)
 
 
-class _BatchApiWriter:
+class _Writer:
+    """Writes run in the caller's thread unless a writer overlaps them with preparing the next."""
+
+    def wait(self) -> None:
+        """Return when every write submitted so far is done (raise its error if one failed)."""
+
+    def close(self) -> None:
+        self.wait()
+
+
+class _BatchApiWriter(_Writer):
     """Any online store: Feast's conversion and the store's `online_write_batch`."""
 
     def __init__(self, store):
@@ -342,40 +416,137 @@ class _BatchApiWriter:
         self.provider.online_write_batch(self.store.config, view, _feast_rows(view, join_keys, chunk), None)
 
 
-class _SqliteWriter:
-    """The upsert Feast's SqliteOnlineStore.online_write_batch runs, as one executemany per view."""
+class _SqliteWriter(_Writer):
+    """The upsert Feast's SqliteOnlineStore.online_write_batch runs, one statement per view and chunk
+    where every feature is a float of one width (`_bulk_upsert`), else one multi-row executemany.
+
+    Each write (one transaction) runs in a writer thread while the caller prepares the next one:
+    SQLite releases the GIL while it works. Writes run one at a time, in order."""
 
     def __init__(self, store):
         self.store = store
         self.online_store = store._get_provider().online_store
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future | None = None
+
+    def _submit(self, write: Callable, *args) -> None:
+        self.wait()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="custintel-sqlite-writer")
+        self.pending = self.pool.submit(write, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+                self.pool = None
 
     def __call__(self, view, join_keys, ts, created, chunk) -> None:
         from feast.infra.online_stores.sqlite import _quote_id, _table_id
 
         config = self.store.config
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
-        table = _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
-        columns = "(entity_key, feature_name, value, value_text, event_ts, created_ts)"
-        upsert = ("ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-                  "value_text = excluded.value_text, event_ts = excluded.event_ts, "
-                  "created_ts = excluded.created_ts;")
+        versioning = config.registry.enable_online_feature_view_versioning
+        table = _quote_id(_table_id(config.project, view, versioning))
         event_ts = _sqlite_epochs(data.micros)
         created_ts = _sqlite_epochs(data.created_micros) if data.created_micros is not None else None
         names = sorted(feature.name for feature in view.features)  # rows in primary-key order
+        conn = self.online_store._get_conn(config)
+        packed = [data.blobs[name] for name in names]
+        widths = {p.width for p in packed if isinstance(p, _Packed)}
+        one_width = len(widths) == 1 and all(isinstance(p, _Packed) for p in packed)
+        if one_width and len({len(k) for k in data.keys}) == 1:
+            statement = _bulk_upsert(table, names, chunk, data, packed, event_ts, created_ts)
+            self._submit(_execute, conn, *statement)
+            return
+        blobs = _blob_lists(data.blobs)
         texts = {feature.name: _value_texts(chunk[feature.name], feature.dtype) for feature in view.features}
         created_ts = created_ts or [None] * len(data.keys)
-        rows = [(data.keys[i], name, data.blobs[name][i], texts[name][i], event_ts[i], created_ts[i])
+        rows = [(data.keys[i], name, blobs[name][i], texts[name][i], event_ts[i], created_ts[i])
                 for i in sorted(range(len(data.keys)), key=data.keys.__getitem__) for name in names]
         # many rows per statement: SQLite's per-statement cost dominates a one-row upsert
         full = len(rows) - len(rows) % _ROWS_PER_STATEMENT
-        many = (f"INSERT INTO {_quote_id(table)} {columns} VALUES "
-                f"{', '.join(['(?, ?, ?, ?, ?, ?)'] * _ROWS_PER_STATEMENT)} {upsert}")
-        one = f"INSERT INTO {_quote_id(table)} {columns} VALUES (?, ?, ?, ?, ?, ?) {upsert}"
-        conn = self.online_store._get_conn(config)
-        with conn:
-            conn.executemany(many, (tuple(chain.from_iterable(rows[i:i + _ROWS_PER_STATEMENT]))
-                                    for i in range(0, full, _ROWS_PER_STATEMENT)))
-            conn.executemany(one, rows[full:])
+        many = (f"INSERT INTO {table} {_COLUMNS} VALUES "
+                f"{', '.join(['(?, ?, ?, ?, ?, ?)'] * _ROWS_PER_STATEMENT)} {_UPSERT}")
+        one = f"INSERT INTO {table} {_COLUMNS} VALUES (?, ?, ?, ?, ?, ?) {_UPSERT}"
+        statements = [(many, [tuple(chain.from_iterable(rows[i:i + _ROWS_PER_STATEMENT]))
+                              for i in range(0, full, _ROWS_PER_STATEMENT)]), (one, rows[full:])]
+        self._submit(_execute_many, conn, statements)
+
+
+def _execute(conn, sql: str, params: tuple) -> None:
+    with conn:  # one transaction
+        conn.execute(sql, params)
+
+
+def _execute_many(conn, statements: list[tuple[str, list]]) -> None:
+    with conn:  # one transaction
+        for sql, rows in statements:
+            conn.executemany(sql, rows)
+
+
+_COLUMNS = "(entity_key, feature_name, value, value_text, event_ts, created_ts)"
+_UPSERT = ("ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+           "value_text = excluded.value_text, event_ts = excluded.event_ts, "
+           "created_ts = excluded.created_ts;")
+_EPOCH_DIGITS = 21  # a signed 64-bit integer, zero-padded
+
+
+def _bulk_upsert(table: str, names: list[str], chunk: pa.Table, data: _Serialised, packed: list[_Packed],
+                 event_ts: list[int], created_ts: list[int] | None) -> tuple[str, tuple]:
+    """(sql, parameters) of one INSERT ... SELECT for the chunk: SQLite itself makes the (entity,
+    feature) rows, in primary-key order, from a few bound parameters (no Python object per row):
+
+    - ?1 the entity keys concatenated (one width), ?2 the value blobs entity-major (one width),
+    - ?3 / ?4 event / created epochs as zero-padded decimals (blobs: substr is then by byte offset),
+    - ?5 a JSON array of the value texts (null for a null value), entity-major, which `json_each`
+      walks: its index j is entity j / F, feature j % F.
+
+    Rows go in in key order, so their B-tree inserts are appends where the keys are new."""
+    n, f = len(data.keys), len(names)
+    order = sorted(range(n), key=data.keys.__getitem__)
+    width, key_width = packed[0].width, len(data.keys[0])
+    take = np.asarray(order, dtype=np.int64)
+    keys = b"".join([data.keys[i] for i in order])
+    cells = np.stack([np.frombuffer(p.raw, dtype=f"S{width}")[take] for p in packed], axis=1)
+    texts = _json_texts([chunk[name] for name in names], take, float32=width == 5)
+
+    def epochs(values: list[int]) -> bytes:  # a blob: substr of a blob counts bytes, of text characters
+        return "".join([f"{values[i]:0{_EPOCH_DIGITS}d}" for i in order]).encode("ascii")
+
+    names_case = " ".join(f"WHEN {j} THEN '{name.replace(chr(39), chr(39) * 2)}'"
+                          for j, name in enumerate(names))
+    created_sql = (f"CAST(substr(?4, (key / {f}) * {_EPOCH_DIGITS} + 1, {_EPOCH_DIGITS}) AS INTEGER)"
+                   if created_ts is not None else "NULL")
+    sql = (f"INSERT INTO {table} {_COLUMNS} "
+           f"SELECT substr(?1, (key / {f}) * {key_width} + 1, {key_width}), "
+           f"CASE key % {f} {names_case} END, "
+           f"CASE WHEN value IS NULL THEN x'' ELSE substr(?2, key * {width} + 1, {width}) END, "
+           f"value, CAST(substr(?3, (key / {f}) * {_EPOCH_DIGITS} + 1, {_EPOCH_DIGITS}) AS INTEGER), "
+           f"{created_sql} FROM json_each(?5) WHERE true {_UPSERT}")
+    created = epochs(created_ts) if created_ts is not None else b""
+    return sql, (keys, cells.tobytes(), epochs(event_ts), created, texts)
+
+
+def _json_texts(columns: list[pa.ChunkedArray], take: np.ndarray, float32: bool) -> str:
+    """Feast's value_text (str() of the proto's value as a Python float, None for null or NaN) of
+    float `columns`, rows `take`, entity-major, as a JSON array of strings and nulls."""
+    kind = np.float32 if float32 else np.float64  # a float_val proto holds the float32
+    matrix = np.stack([c.to_numpy(zero_copy_only=False).astype(kind).astype(np.float64)[take]
+                       for c in columns], axis=1)
+    for j, column in enumerate(columns):
+        if column.null_count:
+            matrix[column.is_null().to_numpy(zero_copy_only=False)[take], j] = np.nan
+    if not matrix.size:
+        return "[]"
+    return ('["' + '","'.join(map(repr, matrix.ravel().tolist())) + '"]').replace('"nan"', "null")
 
 
 def _sqlite_epochs(micros: np.ndarray) -> list[int]:
@@ -406,14 +577,26 @@ def _value_texts(column: pa.ChunkedArray, dtype) -> list[str | None]:
     return [None if v is None else str(v) for v in values]
 
 
-class _RedisWriter:
-    """What Feast's RedisOnlineStore.online_write_batch does (HSET of the view's feature hashes and its
-    `_ts:<view>` key per entity, skipping entities whose stored timestamp is as new), with the
-    feature hashes computed once per view and one pipeline per chunk."""
+class _RedisWriter(_Writer):
+    """What Feast's RedisOnlineStore.online_write_batch does: per entity, HSET of its `_ts:<view>`
+    Timestamp and the view's feature hashes (then EXPIRE where `key_ttl_seconds` is set), skipping
+    an entity whose stored timestamp is as new (unless `skip_dedup`). Per chunk and view:
+
+    - the stored timestamps come back from one EVAL (a loop of HGET in the server), not one command
+      per entity;
+    - the HSET commands are laid out in the Redis protocol (RESP) with numpy, from the packed
+      values, and sent at once on one connection; every reply is read and checked.
+
+    A view whose features are not all Float64/Float32 goes through redis-py's pipeline instead."""
+
+    _STORED_STAMPS = ("local out = {} for i, key in ipairs(KEYS) do "
+                      "out[i] = redis.call('HGET', key, ARGV[1]) "
+                      "end return out")
 
     def __init__(self, store):
         self.store = store
         self.online_store = store._get_provider().online_store
+        self.stamp_nanos: dict[bytes, int] = {}
 
     def __call__(self, view, join_keys, ts, created, chunk) -> None:
         from feast.infra.online_stores.helpers import _mmh3
@@ -424,35 +607,146 @@ class _RedisWriter:
         online_config = config.online_store
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
         name = _versioned_fv_name(view, config)
-        ts_key = f"_ts:{name}"
-        hashes = {feature.name: _mmh3(f"{name}:{feature.name}") for feature in view.features}
+        ts_key = f"_ts:{name}".encode()
+        fields = [_mmh3(f"{name}:{feature.name}") for feature in view.features]  # Feast's hset order
         project = config.project.encode("utf-8")
         redis_keys = [key + project for key in data.keys]
-        stamps: dict[int, bytes] = {}
-        for value in set(data.micros.tolist()):
+        distinct, which = np.unique(data.micros, return_inverse=True)
+        stamps, nanos = [], []
+        for value in distinct.tolist():
             stamp = Timestamp()
             stamp.FromDatetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value))
-            stamps[value] = stamp.SerializeToString()
+            stamps.append(stamp.SerializeToString())
+            nanos.append(stamp.seconds * 1_000_000_000 + stamp.nanos)
         client = self.online_store._get_client(online_config)
+        write = np.ones(len(redis_keys), dtype=bool)
+        if not online_config.skip_dedup and redis_keys:
+            stored = client.eval(self._STORED_STAMPS, len(redis_keys), *redis_keys, ts_key)
+            previous = np.array([self._nanos(raw) for raw in stored], dtype=np.int64)
+            # Feast skips an entity when a stored timestamp exists and is as new
+            write = (previous == 0) | (np.asarray(nanos, dtype=np.int64)[which.reshape(-1)] > previous)
+        rows = np.flatnonzero(write)
+        if not len(rows):
+            return
+        values = [data.blobs[feature.name] for feature in view.features]
+        if not all(isinstance(v, _Packed) for v in values) or len({len(k) for k in redis_keys}) != 1:
+            self._pipeline(client, online_config, redis_keys, rows, ts_key,
+                           [stamps[w] for w in which.reshape(-1)],
+                           fields, _blob_lists(data.blobs), view)
+            return
+        commands = _resp_hsets([redis_keys[i] for i in rows.tolist()], ts_key,
+                               [stamps[w] for w in which.reshape(-1)[rows].tolist()], fields,
+                               [_packed_rows(v, rows) for v in values], online_config.key_ttl_seconds)
+        replies_per_entity = 2 if online_config.key_ttl_seconds else 1
+        _send_and_check(client, commands, len(rows) * replies_per_entity)
+
+    def _nanos(self, raw: bytes | None) -> int:
+        if not raw:
+            return 0
+        nanos = self.stamp_nanos.get(raw)
+        if nanos is None:
+            nanos = self.stamp_nanos[raw] = _stamp_nanos(raw)
+        return nanos
+
+    @staticmethod
+    def _pipeline(client, online_config, redis_keys, rows, ts_key, stamps, fields, blobs, view) -> None:
+        columns = [(field, blobs[feature.name]) for field, feature in zip(fields, view.features, strict=True)]
         with client.pipeline(transaction=False) as pipe:
-            if not online_config.skip_dedup:
-                for key in redis_keys:
-                    pipe.hget(key, ts_key)
-                previous = pipe.execute()
-            else:
-                previous = [None] * len(redis_keys)
-            columns = [(hashes[f], data.blobs[f]) for f in hashes]
-            for i, (key, old) in enumerate(zip(redis_keys, previous, strict=True)):
-                micros = int(data.micros[i])
-                if old is not None and _stamp_nanos(old) >= micros * 1000:
-                    continue  # Feast keeps the stored row when it is as new or newer
-                mapping = {ts_key: stamps[micros]}
-                for hashed, blobs in columns:
-                    mapping[hashed] = blobs[i]
-                pipe.hset(key, mapping=mapping)
+            for i in rows.tolist():
+                mapping = {ts_key: stamps[i]}
+                for hashed, column in columns:
+                    mapping[hashed] = column[i]
+                pipe.hset(redis_keys[i], mapping=mapping)
                 if online_config.key_ttl_seconds:
-                    pipe.expire(name=key, time=online_config.key_ttl_seconds)
+                    pipe.expire(name=redis_keys[i], time=online_config.key_ttl_seconds)
             pipe.execute()
+
+
+def _packed_rows(packed: _Packed, rows: np.ndarray) -> _Packed:
+    raw = np.frombuffer(packed.raw, dtype=f"S{packed.width}")[rows].tobytes()
+    return _Packed(raw, packed.width, packed.nulls[rows])
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _resp_hsets(keys: list[bytes], ts_key: bytes, stamps: list[bytes], fields: list[bytes],
+                values: list[_Packed], ttl_seconds: int | None) -> bytes:
+    """`HSET key ts_key stamp field_1 value_1 ...` (then `EXPIRE key ttl`) per entity, in RESP, as
+    redis-py would send them. Every entity's bytes are laid out in one row of a uint8 matrix with a
+    mask of the bytes in use (a null value is shorter), and the masked matrix read row by row."""
+    n, k = len(keys), len(keys[0])
+    count = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(fields)))
+    head = np.frombuffer(count + b"$%d\r\n" % k, dtype=np.uint8)
+    parts = [np.broadcast_to(head, (n, len(head))),
+             np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
+             np.broadcast_to(np.frombuffer(b"\r\n" + _bulk(ts_key), dtype=np.uint8),
+                             (n, len(_bulk(ts_key)) + 2))]
+    masks = [np.ones((n, p.shape[1]), dtype=bool) for p in parts]
+    distinct = sorted(set(stamps))
+    pieces = [_bulk(s) for s in distinct]
+    width = max(map(len, pieces))
+    table = np.zeros((len(pieces), width), dtype=np.uint8)
+    used = np.zeros((len(pieces), width), dtype=bool)
+    for j, piece in enumerate(pieces):
+        table[j, :len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        used[j, :len(piece)] = True
+    index = {s: j for j, s in enumerate(distinct)}
+    at = np.fromiter((index[s] for s in stamps), dtype=np.int64, count=n)
+    parts.append(table[at])
+    masks.append(used[at])
+    for name, packed in zip(fields, values, strict=True):
+        w = packed.width
+        cell = np.empty((n, len(_bulk(name)) + len(_bulk(b"x" * w))), dtype=np.uint8)
+        cell[:, :len(_bulk(name))] = np.frombuffer(_bulk(name), dtype=np.uint8)
+        value_at = len(_bulk(name))
+        cell[:, value_at:value_at + 4] = np.frombuffer(b"$%d\r\n" % w, dtype=np.uint8)  # w is 9 or 5
+        cell[:, value_at + 4:value_at + 4 + w] = np.frombuffer(packed.raw, dtype=np.uint8).reshape(n, w)
+        cell[:, value_at + 4 + w:] = np.frombuffer(b"\r\n", dtype=np.uint8)
+        mask = np.ones(cell.shape, dtype=bool)
+        empty = np.frombuffer(_bulk(b""), dtype=np.uint8)  # a null value: Feast's empty Value
+        cell[packed.nulls, value_at:value_at + len(empty)] = empty
+        mask[packed.nulls, value_at + len(empty):] = False
+        parts.append(cell)
+        masks.append(mask)
+    if ttl_seconds:
+        expire = np.frombuffer(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n" % k, dtype=np.uint8)
+        tail = np.frombuffer(b"\r\n" + _bulk(str(int(ttl_seconds)).encode()), dtype=np.uint8)
+        parts += [np.broadcast_to(expire, (n, len(expire))),
+                  np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
+                  np.broadcast_to(tail, (n, len(tail)))]
+        masks += [np.ones((n, len(expire) + k + len(tail)), dtype=bool)]
+    matrix = np.concatenate(parts, axis=1)
+    return matrix[np.concatenate(masks, axis=1)].tobytes()
+
+
+def _send_and_check(client, commands: bytes, replies: int) -> None:
+    """Send pre-packed commands whose replies are single lines (HSET, EXPIRE: integers, or errors) on
+    one pooled connection and read all `replies` lines at once; raise the first error reply."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([commands])
+        received, lines = [], 0
+        while lines < replies:
+            data = conn._sock.recv(1 << 20)
+            if not data:
+                raise RedisConnectionError("Redis closed the connection while materializing")
+            received.append(data)
+            lines += data.count(b"\n")
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    answers = b"".join(received).split(b"\r\n")[:-1]
+    if len(answers) != replies or any(not answer.startswith(b":") for answer in answers):
+        errors = [answer for answer in answers if not answer.startswith(b":")]
+        raise ResponseError(f"Redis refused a write while materializing: {errors[:1] or answers[-1:]}")
 
 
 def _stamp_nanos(raw: bytes) -> int:

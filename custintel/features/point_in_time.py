@@ -464,10 +464,11 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     names = feature_names(groups)
     block = np.empty((len(names), len(rows_ci)))  # the feature columns, one float block
 
+    cells = rows_s * len(ids) + rows_ci  # each row's cell of a (snapshot, customer) table
+
     def add(values: dict[str, np.ndarray]) -> None:  # (snapshot, customer) tables -> row columns
         for name, v in values.items():
-            np.take(np.asarray(v, dtype=np.float64).ravel(), rows_s * len(ids) + rows_ci,
-                    out=block[names.index(name)])
+            np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)])
 
     orders = _orders(build)
     add(_purchase(build, orders))
