@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,20 +37,13 @@ from custintel.features.schema import (
     feature_names,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
+
 # The text group (sentence embeddings) has its own benchmark: benchmarks/text_features.py.
 GROUPS = [PURCHASE, BASKET, ENGAGEMENT]
 DAY = pd.Timedelta(days=1)
 
-
-def _rss_mb() -> float:
-    """This process's peak RSS: VmHWM (reset by exec, unlike ru_maxrss, which a child started by
-    the parent inherits from it), else ru_maxrss."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------- pandas baseline, same features
@@ -163,7 +155,7 @@ def pandas_features(raw: Path, snapshots: list[datetime], customer_limit: int | 
 
 # ---------------------------------------------------------------- runs
 def worker(impl: str, raw: Path, out: Path, snapshots: list[datetime], customer_limit: int | None) -> None:
-    rss_before = _rss_mb()
+    rss_before = peak_rss_mb()
     start = time.perf_counter()
     if impl == "duckdb":
         from custintel.features.point_in_time import compute_features
@@ -173,7 +165,7 @@ def worker(impl: str, raw: Path, out: Path, snapshots: list[datetime], customer_
         frame = pandas_features(raw, snapshots, customer_limit)
     seconds = time.perf_counter() - start
     frame.to_parquet(out, index=False)
-    print(json.dumps({"seconds": seconds, "rows": len(frame), "peak_rss_mb": _rss_mb(),
+    print(json.dumps({"seconds": seconds, "rows": len(frame), "peak_rss_mb": peak_rss_mb(),
                       "rss_before_mb": rss_before}))
 
 

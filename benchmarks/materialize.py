@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,9 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
+
 FALLBACK_STOCK_CUSTOMERS = 20_000
 
 
@@ -63,16 +65,6 @@ def write_offline(data_dir: Path, customers: int, snapshots: int, seed: int = 0)
     return len(frame)
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS: VmHWM (reset by exec, unlike ru_maxrss, which a child started by the
-    parent inherits from it), else ru_maxrss."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def child(params_file: Path, path: str) -> None:
     """One materialization in this process; prints seconds and memory as JSON."""
@@ -84,7 +76,7 @@ def child(params_file: Path, path: str) -> None:
     settings = load_settings(params_file)
     store = feature_store.open_store(settings)
     feature_store.apply_definitions(store, settings)
-    before = _peak_rss_mb()
+    before = peak_rss_mb()
     start = time.perf_counter()
     summary = feature_store.materialize_latest(store, settings) if path == "fast" else None
     if path == "stock":
@@ -95,7 +87,7 @@ def child(params_file: Path, path: str) -> None:
         store.materialize(start_date=begin, end_date=end)
         summary = {"materialized_from": begin.isoformat(), "materialized_until": end.isoformat()}
     seconds = time.perf_counter() - start
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before,
                       "window": [summary["materialized_from"], summary["materialized_until"]],
                       "finished": datetime.now().isoformat()}))
