@@ -17,10 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from custintel import server
 from custintel.config import load_settings
 from custintel.paths import DataPaths
-from custintel.runtime import environment
+from tests.servable import running_server
 from tests.test_alerts import receiver  # noqa: F401, F811 - the local Slack webhook receiver fixture
 from tests.test_end_to_end import ROOT, _retrain
 
@@ -114,16 +113,8 @@ def test_concurrent_gated_promotions_are_judged_one_after_the_other(lifecycle, r
 @pytest.fixture(scope="module")
 def live(lifecycle):
     params, summary, paths = lifecycle
-    settings = load_settings(params)
-    port = server.free_port()
-    env = {**os.environ, **environment(settings)}
-    proc = server.start(params, "127.0.0.1", port, log_file=params.parent / "serve.log", env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        server.wait_ready(proc, url, timeout_s=180)
+    with running_server(params) as url:
         yield url
-    finally:
-        server.stop(proc)
 
 
 class _Load:
