@@ -15,10 +15,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from custintel import server
 from custintel.config import load_settings
 from custintel.paths import DataPaths
-from custintel.runtime import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
@@ -106,17 +104,11 @@ def test_second_run_pulls_versioned_data_and_reuses_the_run(trained):
 
 @pytest.fixture(scope="module")
 def live_server(trained):
+    from tests.servable import running_server
+
     params, summary = trained
-    settings = load_settings(params)
-    port = server.free_port()
-    env = {**os.environ, **environment(settings)}
-    proc = server.start(params, "127.0.0.1", port, log_file=params.parent / "serve.log", env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        server.wait_ready(proc, url, timeout_s=180)
+    with running_server(params) as url:
         yield url, summary
-    finally:
-        server.stop(proc)
 
 
 def test_server_predicts_known_and_unknown_customers(live_server):
