@@ -6,8 +6,12 @@ vectorised pass, into one parquet file.
 Per customer: churn probability, predicted spend, value tier, segment id and name, revenue at risk
 (churn x spend) and the playbook's action, sorted by revenue at risk; the model version and the
 snapshot are in every row. The model's artifacts are checked against their recorded SHA-256 first.
-Rows are scored in chunks of `chunk_rows` (bounded memory at millions of customers); training
-(custintel.steps.segment) builds its scores.parquet with the same `score_customers`.
+
+Two paths give the same scores: `score_snapshot` (the CLI and flow) streams the snapshot's record
+batches through custintel.snapshot_scoring (block transform, worker threads, Arrow output), and
+`score_customers` scores a DataFrame in chunks of `chunk_rows` with the model's own pandas-level
+transforms; training (custintel.steps.segment) builds its scores.parquet with the latter, and the
+tests check the former against it.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ class BlockTransform:
         if self.segment_rows is None:  # sign(x) * log1p|x|, standardised (Segmenter.space)
             space = torch.copysign(log[:self.n_model], x[:self.n_model])
         else:
-            space = torch.copysign(log.index_select(0, self.segment_rows), x.index_select(0, self.segment_rows))
+            rows = self.segment_rows
+            space = torch.copysign(log.index_select(0, rows), x.index_select(0, rows))
         space.sub_(self.segment_mean).div_(self.segment_std)
         centroid = self.segmenter.nearest(space.numpy().T)
         scaled = log[:self.n_model].masked_fill_(x[:self.n_model] < 0, 0.0)  # log1p(max(x, 0))
@@ -95,8 +96,8 @@ def score_batches(batches: Iterable[pa.RecordBatch], model, columns: list[str], 
         for batch in batches:
             values = [batch.column(j + 2).to_numpy(zero_copy_only=False) for j in range(len(columns))]
             rows.customer_ids[n:n + batch.num_rows] = batch.column(0).to_numpy(zero_copy_only=False)
-            in_flight.append([pool.submit(_score_block, transform, model.predictor, values, start, n + start, rows)
-                              for start in range(0, batch.num_rows, BLOCK_ROWS)])
+            in_flight.append([pool.submit(_score_block, transform, model.predictor, values, start, n + start,
+                                          rows) for start in range(0, batch.num_rows, BLOCK_ROWS)])
             n += batch.num_rows
             while len(in_flight) > 2:
                 _wait(in_flight.popleft())

@@ -98,7 +98,9 @@ def _offline_table(path: Path, customers: int = 3000, statistics: bool = True) -
     stamps = pd.to_datetime(["2025-10-01", "2025-11-01", "2025-12-01"], utc=True)
     frames = []
     for i, stamp in enumerate(stamps):
-        ids = np.arange(customers) if i < 2 else np.sort(rng.choice(customers, customers - 300, replace=False))
+        ids = np.arange(customers)
+        if i == 2:  # the newest snapshot lacks 300 customers
+            ids = np.sort(rng.choice(customers, customers - 300, replace=False))
         frame = pd.DataFrame({ENTITY_KEY: ids, TIMESTAMP: stamp})
         frame["orders"] = rng.poisson(3, len(ids))  # int64
         frame["spend"] = rng.gamma(2.0, 30.0, len(ids))
@@ -123,10 +125,12 @@ def _model(features: pd.DataFrame, names: list[str], segment_names: list[str]):
 
     torch.manual_seed(0)
     cfg = NetConfig(n_features=len(names), hidden_dim=16, n_layers=2, dropout=0.0)
-    predictor = Predictor(net=MultiTaskNet(cfg).eval(), net_config=cfg, scaler=FeatureScaler(names).fit(features))
+    predictor = Predictor(net=MultiTaskNet(cfg).eval(), net_config=cfg,
+                          scaler=FeatureScaler(names).fit(features))
     churn, spend = predictor.predict_arrays(features)
     segmenter, _ = fit_segmenter(features, segment_names, 0, 4, (3, 8), None, 0.5, churn, spend)
-    return ScoringModel(predictor, fit_tiers(spend, ("low", "mid", "high"), 0.5, (0.5, 0.8)), segmenter, "m:v1")
+    tiers = fit_tiers(spend, ("low", "mid", "high"), 0.5, (0.5, 0.8))
+    return ScoringModel(predictor, tiers, segmenter, "m:v1")
 
 
 @pytest.mark.parametrize("segments", ["same", "reordered_subset", "extra_column"])
