@@ -1,18 +1,27 @@
-"""Batch scoring throughput at 1M customers: custintel.batch_scoring vs the straightforward path.
+"""Batch scoring throughput at 1M customers: `custintel score-batch` vs the previous implementation and
+the straightforward pandas path, with the floors (decoding the snapshot, the network alone).
 
 Writes a synthetic offline feature table (benchmarks/materialize.py's `write_offline`: every feature
-of every group, N customers at each of the last S snapshots), builds a model on it (a randomly
-initialised MultiTaskNet of 3 x 128 units, its scaler fitted on the data, K-means segments with
-k=6 fitted on a 50k sample, value tiers from the predicted spend) and times, end to end (read the
-newest snapshot -> churn, spend, tier, segment, revenue at risk, action -> sorted parquet file):
+of every group, N customers at each of the last S snapshots, row groups of 200k rows), builds a model
+on it (a randomly initialised MultiTaskNet of 3 x 128 units, its scaler fitted on the data, K-means
+segments with k=6 fitted on a 50k sample, value tiers from the predicted spend), saves it, and times
+in a fresh child process per run, end to end (read the newest snapshot -> churn, spend, tier, segment,
+revenue at risk, action -> sorted parquet file):
 
-- `batch`:    custintel.batch_scoring.score_snapshot (what `custintel score-batch` runs);
-- `baseline`: the straightforward pandas path (what training's scoring did before): read the whole
-  table and filter the newest snapshot, predict the whole frame at once, nearest centroid by
-  broadcasting (an n x k x d array), the action looked up per row, sort, write.
+- `batch`:    custintel.batch_scoring.score_snapshot (what `custintel score-batch` runs: streaming
+  record batches, block transform, worker threads);
+- `previous`: the implementation before it (read the snapshot into pandas, `score_customers` in
+  65,536-row chunks, pandas `to_parquet`), still what training uses for its own scores;
+- `baseline`: the straightforward pandas path: read the whole table and filter the newest snapshot,
+  predict the whole frame at once, nearest centroid by broadcasting (an n x k x d array), the action
+  looked up per row, sort, write;
+- floors: `read_only` (decode the snapshot's key, timestamp and feature columns, as `batch` does, and
+  nothing else) and `net_only` (the network's forward pass on as many ready float32 rows, in the same
+  blocks, one thread).
 
-The two alternate, --repeats times each, in one process; the outputs are checked to be equal.
-Wall seconds and this process's CPU seconds are reported (the second moves less with other load).
+The paths alternate, --repeats times each; each child reports its wall and CPU seconds (all its
+threads) for the path alone, its peak RSS (VmHWM, includes the ~0.4 GB of imports) and the load
+average. The outputs of the three scoring paths are checked to be equal.
 
     PYTHONPATH=. python benchmarks/batch_score.py --customers 1000000 --snapshots 2 --repeats 3
 """
@@ -80,52 +89,112 @@ def baseline(features_file: Path, model, playbook: dict, out: Path) -> pd.DataFr
     return scores
 
 
+PATHS = ("batch", "previous", "baseline", "read_only", "net_only")
+
+
+def run_path(path: str, data_dir: Path, model_dir: Path, out: Path) -> None:
+    """One timed run of `path` in this (fresh) process; prints a JSON line."""
+    import os
+
+    import torch
+
+    from benchmarks.peak_memory import peak_rss_mb
+    from custintel.batch_scoring import ScoringModel, read_latest_snapshot, score_customers, score_snapshot
+    from custintel.config import DEFAULT_PLAYBOOK
+    from custintel.paths import DataPaths
+    from custintel.snapshot_batches import NewestSnapshot
+    from custintel.snapshot_scoring import BLOCK_ROWS, feature_columns
+    from training.predictor import Predictor
+    from training.segments import Segmenter
+    from training.tiers import ValueTiers
+
+    model = ScoringModel(Predictor.load(model_dir), ValueTiers.load(model_dir), Segmenter.load(model_dir),
+                         "benchmark:model")
+    features_file = DataPaths(data_dir).features_file
+    net_input = None
+    if path == "net_only":  # as many rows as the newest snapshot has
+        rows = NewestSnapshot.open(features_file, feature_columns(model)).rows_bound
+        net_input = torch.randn(rows, len(model.predictor.feature_names))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if path == "batch":
+        score_snapshot(features_file, model, DEFAULT_PLAYBOOK, out)
+    elif path == "previous":
+        customers = read_latest_snapshot(features_file, model.predictor.feature_names)
+        scores = score_customers(customers, model, DEFAULT_PLAYBOOK)
+        scores["model_version"] = model.tag
+        scores.to_parquet(out, index=False)
+    elif path == "baseline":
+        baseline(features_file, model, DEFAULT_PLAYBOOK, out)
+    elif path == "read_only":
+        columns = feature_columns(model)
+        snapshot = NewestSnapshot.open(features_file, columns)
+        for batch in snapshot.batches(columns):
+            [batch.column(j).to_numpy(zero_copy_only=False) for j in range(batch.num_columns)]
+    else:
+        torch.set_num_threads(1)
+        for start in range(0, len(net_input), BLOCK_ROWS):
+            model.predictor.predict_scaled(net_input[start:start + BLOCK_ROWS])
+    print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
+                      "peak_rss_mb": round(peak_rss_mb()), "load_1min": os.getloadavg()[0]}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--snapshots", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", nargs=4, metavar=("PATH", "DATA_DIR", "MODEL_DIR", "OUT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        path, data_dir, model_dir, out = args.child
+        run_path(path, Path(data_dir), Path(model_dir), Path(out))
+        return
 
-    import torch
+    import subprocess
 
-    from custintel.batch_scoring import read_latest_snapshot, score_snapshot
-    from custintel.config import DEFAULT_PLAYBOOK
+    from custintel.batch_scoring import read_latest_snapshot
     from custintel.features.schema import ENTITY_KEY, FEATURES
     from custintel.paths import DataPaths
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
+        data_dir, model_dir = Path(tmp) / "data", Path(tmp) / "model"
         rows = write_offline(data_dir, args.customers, args.snapshots)
-        features_file = DataPaths(data_dir).features_file
         names = list(FEATURES)
-        model = build_model(read_latest_snapshot(features_file, names), names)
-        timings: dict[str, list[float]] = {"batch": [], "baseline": []}
-        cpu: dict[str, list[float]] = {"batch": [], "baseline": []}
+        model = build_model(read_latest_snapshot(DataPaths(data_dir).features_file, names), names)
+        model.predictor.save(model_dir)
+        model.tiers.save(model_dir)
+        model.segmenter.save(model_dir)
+        runs: dict[str, list[dict]] = {path: [] for path in PATHS}
         for _ in range(args.repeats):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            summary = score_snapshot(features_file, model, DEFAULT_PLAYBOOK, Path(tmp) / "batch.parquet")
-            timings["batch"].append(time.perf_counter() - started)
-            cpu["batch"].append(time.process_time() - cpu_started)
-            started, cpu_started = time.perf_counter(), time.process_time()
-            baseline(features_file, model, DEFAULT_PLAYBOOK, Path(tmp) / "baseline.parquet")
-            timings["baseline"].append(time.perf_counter() - started)
-            cpu["baseline"].append(time.process_time() - cpu_started)
-        ours = pd.read_parquet(Path(tmp) / "batch.parquet").set_index(ENTITY_KEY).sort_index()
-        theirs = pd.read_parquet(Path(tmp) / "baseline.parquet").set_index(ENTITY_KEY).sort_index()
-        pd.testing.assert_frame_equal(ours, theirs[ours.columns])
-    median = {path: statistics.median(seconds) for path, seconds in timings.items()}
+            for path in PATHS:
+                child = [sys.executable, __file__, "--child", path, str(data_dir), str(model_dir),
+                         str(Path(tmp) / f"{path}.parquet")]
+                proc = subprocess.run(child, capture_output=True, text=True, cwd=ROOT, check=True)
+                runs[path].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(path, runs[path][-1], file=sys.stderr, flush=True)
+        written = {path: pd.read_parquet(Path(tmp) / f"{path}.parquet").set_index(ENTITY_KEY).sort_index()
+                   for path in ("batch", "previous", "baseline")}
+        for path in ("previous", "baseline"):
+            pd.testing.assert_frame_equal(written["batch"], written[path][written["batch"].columns])
+
+    def median(path: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[path])
+
     print(json.dumps({
         "customers": args.customers, "offline_rows": rows, "repeats": args.repeats,
-        "seconds": {path: [round(s, 3) for s in seconds] for path, seconds in timings.items()},
-        "median_customers_per_s": {path: round(args.customers / s) for path, s in median.items()},
-        "speedup_vs_baseline": round(median["baseline"] / median["batch"], 2),
-        # CPU seconds of this process (all its threads): less sensitive to other work on the machine
-        "cpu_seconds": {path: [round(s, 3) for s in seconds] for path, seconds in cpu.items()},
-        "median_customers_per_cpu_s": {path: round(args.customers / statistics.median(seconds))
-                                       for path, seconds in cpu.items()},
-        "torch_threads": torch.get_num_threads(),
-        "last_batch_split_s": {k: summary[k] for k in ("read_s", "score_s", "write_s")},
+        "median_wall_s": {path: round(median(path, "wall_s"), 2) for path in PATHS},
+        "median_customers_per_s": {path: round(args.customers / median(path, "wall_s")) for path in PATHS},
+        # CPU seconds of the child (all its threads): moves less with other load than wall time
+        "median_cpu_s_per_1M": {path: round(median(path, "cpu_s") * 1e6 / args.customers, 2)
+                                for path in PATHS},
+        "speedup_vs_baseline": {path: round(median("baseline", "wall_s") / median(path, "wall_s"), 2)
+                                for path in ("batch", "previous")},
+        "cpu_ratio_vs_baseline": {path: round(median("baseline", "cpu_s") / median(path, "cpu_s"), 2)
+                                  for path in ("batch", "previous")},
+        "median_peak_rss_mb": {path: median(path, "peak_rss_mb") for path in PATHS},
+        "load_1min": {path: [run["load_1min"] for run in runs[path]] for path in PATHS},
+        "outputs_equal": True,
     }, indent=2))
 
 

@@ -6,8 +6,12 @@ vectorised pass, into one parquet file.
 Per customer: churn probability, predicted spend, value tier, segment id and name, revenue at risk
 (churn x spend) and the playbook's action, sorted by revenue at risk; the model version and the
 snapshot are in every row. The model's artifacts are checked against their recorded SHA-256 first.
-Rows are scored in chunks of `chunk_rows` (bounded memory at millions of customers); training
-(custintel.steps.segment) builds its scores.parquet with the same `score_customers`.
+
+Two paths give the same scores: `score_snapshot` (the CLI and flow) streams the snapshot's record
+batches through custintel.snapshot_scoring (block transform, worker threads, Arrow output), and
+`score_customers` scores a DataFrame in chunks of `chunk_rows` with the model's own pandas-level
+transforms; training (custintel.steps.segment) builds its scores.parquet with the latter, and the
+tests check the former against it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pandas as pd
 from custintel.config import Settings
 from custintel.errors import UserError
 from custintel.features.schema import ENTITY_KEY, TIMESTAMP
+from custintel.snapshot_batches import BATCH_ROWS
 
 CHUNK_ROWS = 65_536
 
@@ -55,18 +60,14 @@ class ScoringModel:
 
 
 def read_latest_snapshot(features_file: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The rows of the newest snapshot of the offline feature table (only that snapshot is decoded:
-    a row-group filter on the timestamp)."""
+    """The rows of the newest snapshot of the offline feature table as a DataFrame (only that
+    snapshot is decoded: a row-group filter on the timestamp)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if not Path(features_file).is_file():
-        raise UserError(f"{features_file} is missing: run `custintel features` first.")
-    present = set(pq.read_schema(features_file).names)
-    missing = [name for name in [ENTITY_KEY, TIMESTAMP, *(columns or [])] if name not in present]
-    if missing:
-        raise UserError(f"{features_file} lacks the columns {missing} the model needs; rebuild the features "
-                        "(`custintel features`) or score with a model trained on them (--model-tag).")
+    from custintel.snapshot_batches import check_columns
+
+    check_columns(features_file, columns)
     newest = pc.max(pq.read_table(features_file, columns=[TIMESTAMP])[TIMESTAMP])
     wanted = None if columns is None else [ENTITY_KEY, TIMESTAMP, *columns]
     table = pq.read_table(features_file, columns=wanted, filters=pc.field(TIMESTAMP) == newest)
@@ -103,24 +104,28 @@ def score_customers(customers: pd.DataFrame, model: ScoringModel, playbook: dict
 
 
 def score_snapshot(features_file: Path, model: ScoringModel, playbook: dict[str, str], out: Path,
-                   chunk_rows: int = CHUNK_ROWS) -> dict:
-    """Read the newest snapshot, score it, write `out` (parquet); returns a summary with timings."""
+                   batch_rows: int = BATCH_ROWS) -> dict:
+    """Score the newest snapshot and write `out` (parquet), streaming: each record batch of the
+    snapshot is decoded while the previous one is scored (custintel.snapshot_batches and
+    custintel.snapshot_scoring; the same scores as `score_customers`). Returns a summary with timings."""
+    from custintel.snapshot_batches import NewestSnapshot
+    from custintel.snapshot_scoring import feature_columns, score_batches, scores_table, write_scores
+
     started = time.perf_counter()
-    customers = read_latest_snapshot(features_file, model.predictor.feature_names)
-    read_s = time.perf_counter() - started
-    scores = score_customers(customers, model, playbook, chunk_rows=chunk_rows)
-    if model.tag is not None:
-        scores["model_version"] = model.tag
-    score_s = time.perf_counter() - started - read_s
+    columns = feature_columns(model)
+    snapshot = NewestSnapshot.open(features_file, columns)
+    rows = score_batches(snapshot.batches(columns, batch_rows), model, columns, snapshot.rows_bound)
+    table = scores_table(rows, model, playbook, snapshot.newest)
+    score_s = time.perf_counter() - started
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scores.to_parquet(out, index=False)
+    write_scores(table, out)
     seconds = time.perf_counter() - started
-    return {"out": str(out), "customers": len(scores), "model_version": model.tag,
-            "snapshot": str(customers[TIMESTAMP].max()) if len(customers) else None,
-            "seconds": round(seconds, 3), "read_s": round(read_s, 3), "score_s": round(score_s, 3),
-            "write_s": round(seconds - read_s - score_s, 3),
-            "customers_per_s": round(len(scores) / seconds) if seconds > 0 else None}
+    newest = None if snapshot.newest is None or not len(table) else str(pd.Timestamp(snapshot.newest.as_py()))
+    return {"out": str(out), "customers": len(table), "model_version": model.tag, "snapshot": newest,
+            "seconds": round(seconds, 3), "read_and_score_s": round(score_s, 3),
+            "write_s": round(seconds - score_s, 3),
+            "customers_per_s": round(len(table) / seconds) if seconds > 0 else None}
 
 
 def score_batch(settings: Settings, out: Path, model_tag: str | None = None) -> dict:

@@ -32,10 +32,15 @@ class Predictor:
     @torch.inference_mode()
     def predict_arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(churn probability, expected spend in the horizon) per row of `frame`."""
+        churn, spend = self.predict_scaled(torch.from_numpy(self.scaler.transform(frame)))
+        return churn.numpy(), spend.numpy()
+
+    @torch.inference_mode()
+    def predict_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(churn probability, expected spend) of float32 rows already transformed by `scaler`."""
         self.net.eval()
-        x = torch.from_numpy(self.scaler.transform(frame))
         churn_logit, value_out = self.net(x)
-        return torch.sigmoid(churn_logit).numpy(), ziln_expected(value_out).numpy()
+        return torch.sigmoid(churn_logit), ziln_expected(value_out)
 
     def save(self, directory: Path, extra: dict | None = None) -> None:
         from custintel.model_integrity import sha256_file

@@ -44,12 +44,15 @@ class Segmenter:
 
     def assign(self, frame: pd.DataFrame) -> np.ndarray:
         """Segment id per row (nearest centroid)."""
-        x = self.space(frame)
+        return np.asarray(self.ids)[self.nearest(self.space(frame))]
+
+    def nearest(self, x: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid of each row of `x` (rows already in `space`)."""
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centroid, so it drops out of the
         # argmin. One n x k matrix product: no n x k x d temporary (1M customers fit in memory), BLAS speed.
         centroids = np.asarray(self.centroids, dtype=np.float64)
         distances = (centroids**2).sum(axis=1)[None, :] - 2.0 * (x @ centroids.T)
-        return np.asarray(self.ids)[distances.argmin(axis=1)]
+        return distances.argmin(axis=1)
 
     def to_dict(self) -> dict:
         return {"feature_names": self.feature_names, "mean": self.mean.tolist(), "std": self.std.tolist(),

@@ -24,11 +24,14 @@ class ValueTiers:
     names: tuple[str, ...]  # lowest first; len(names) == len(edges) + 1
 
     def assign(self, predicted_spend: np.ndarray) -> np.ndarray:
+        return np.asarray(self.order, dtype=object)[self.codes(predicted_spend)]
+
+    def codes(self, predicted_spend: np.ndarray) -> np.ndarray:
+        """Each spend's tier as an index into `order` (0 = inactive)."""
         spend = np.asarray(predicted_spend, dtype=float)
-        index = np.searchsorted(np.asarray(self.edges, dtype=float), spend, side="right")
-        labels = np.asarray(self.names, dtype=object)[index]
-        labels[~(spend >= self.inactive_below)] = INACTIVE  # NaN spend is inactive too
-        return labels
+        codes = np.searchsorted(np.asarray(self.edges, dtype=float), spend, side="right") + 1
+        codes[~(spend >= self.inactive_below)] = 0  # NaN spend is inactive too
+        return codes
 
     @property
     def order(self) -> list[str]:
