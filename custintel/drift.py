@@ -6,8 +6,8 @@
     test). Moving every value by d std-devs scores d. It sees moves in the feature's own units
     (prices 30% higher move the big spenders' tail a long way) but is blind to a change in the bulk
     of a heavy-tailed or zero-inflated feature, whose std the tail dominates: a churn wave that
-    adds 5 points of customers with no spend in 90 days, or halves the median recency of active
-    customers, scores 0.05-0.07 there.
+    adds 5 points of customers with no spend in 90 days (spend_90d), or doubles the lower quartile
+    of recency_days (16 -> 30 days), scores 0.05-0.07 there.
   * "quantile_psi": population stability index over bins at the reference deciles (tied deciles
     merge, so a feature that is 50% zeros gets one zero bin). It depends only on ranks, so tails
     and scale do not dilute it, and it weighs relative changes of each bin's share: the churn
