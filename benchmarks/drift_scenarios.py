@@ -5,7 +5,8 @@
 Reference: a no-drift world (seed 1). Each scenario world (its own seed, scenario from --start on)
 and each no-drift world (seeds 2, 3, ...) is compared with it at the end of history with the
 monitor's methods and the policy in params.yaml (custintel.drift_check). Prints one line per world
-and the false-alarm count (no-drift runs whose action is not "none").
+and the false-alarm count (no-drift runs whose action is not "none") with the largest no-drift
+statistic / threshold of any feature (1 = flagged) and each test's largest noise floor.
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ def main() -> None:
         print(f"{name:20s} {r['status']:9s} {r['action']:8s} share {r['drifted_share']:.2f}  {found:13s} "
               f"drifted: {', '.join(r['drifted'][:8]) or '-'}"
               + (f"  quality: {', '.join(r['quality'][:4])}" if r["quality"] else "")
-              + f"  (noise {r['max_noise']:.3f})")
-    print(f"false alarms: {result['false_alarms']} of {len(result['no_drift'])} no-drift runs")
+              + f"  (largest statistic/threshold {r['max_severity']:.2f}; noise floors "
+              + ", ".join(f"{m} {v:.4f}" for m, v in r["max_noise"].items()) + ")")
+    quiet = result["no_drift"]
+    print(f"false alarms: {result['false_alarms']} of {len(quiet)} no-drift runs; largest statistic/"
+          f"threshold of any feature in them: {max(r['max_severity'] for r in quiet):.2f}; largest noise "
+          "floors: " + ", ".join(f"{m} {max(r['max_noise'][m] for r in quiet):.4f}"
+                                 for m in quiet[0]["max_noise"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

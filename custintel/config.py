@@ -241,6 +241,9 @@ class DriftPolicySection(_Section):
 
     alert_share: float = Field(0.1, ge=0, le=1, description="Alert when more than this share of the "
                                                             "features drifts (or a prediction drifts).")
+    alert_severity: float = Field(2.0, ge=1, description="Alert when any feature's drift statistic "
+                                                         "reaches this multiple of its threshold, whatever "
+                                                         "the share.")
     retrain_share: float = Field(0.3, ge=0, le=1, description="Retrain when more than this share drifts.")
     retrain_importance_share: float = Field(0.3, ge=0, le=1, description="Retrain when the drifted "
                                                                          "features carry more than this "
@@ -261,9 +264,12 @@ class DriftSection(_Section):
     sample_size: int = Field(20000, ge=100, description="Rows sampled per side for the drift tests.")
     wasserstein_threshold: float = Field(0.1, gt=0, description="Continuous features drift at a Wasserstein "
                                                                 "distance of this many reference std-devs.")
-    psi_threshold: float = Field(0.1, gt=0, description="Discrete features drift at this PSI.")
-    discrete_max_values: int = Field(20, ge=2, description="Features with at most this many distinct "
-                                                           "reference values are discrete (PSI per value).")
+    quantile_psi_threshold: float = Field(0.01, gt=0, description="Numeric features also drift at this PSI "
+                                                                  "over bins at the reference quantiles.")
+    quantile_bins: int = Field(10, ge=2, le=100, description="Bins (reference quantiles) of quantile_psi.")
+    psi_threshold: float = Field(0.1, gt=0, description="Categorical features drift at this PSI over values.")
+    psi_alpha: float = Field(0.0001, gt=0, lt=1, description="Small samples: a PSI threshold is raised to "
+                                                            "what no drift exceeds with this probability.")
     report_sample: int = Field(5000, ge=100, description="Rows per side in the Evidently HTML report.")
     report_features: int = Field(12, ge=1, description="Features (most drifted first) in the HTML report.")
     importance_rows: int = Field(2000, ge=100, description="Reference rows for the permutation importance.")

@@ -59,7 +59,8 @@ def compare(reference: World, current: World, settings: Settings, out_dir: Path)
 def verify(settings: Settings, scenarios: list[str], no_drift_runs: int, start: str, seed: int = 1,
            workdir: Path | None = None) -> dict:
     """{"scenarios": {name: row}, "no_drift": [rows], "false_alarms": n} (a row: status, action,
-    drifted features, expected features found)."""
+    drifted features, expected features found, the largest statistic / threshold of any feature and
+    each test's largest no-drift noise floor)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         reference = make_world(settings, "none", seed, None, tmp)
@@ -81,4 +82,5 @@ def _row(summary: dict, expected: tuple[str, ...]) -> dict:
             "drifted_share": round(summary["drifted_share"], 3), "drifted": summary["drifted_features"],
             "quality": sorted({f"{i['check']}:{i['feature']}" for i in summary["quality"]["issues"]}),
             "expected": list(expected), "expected_found": [f for f in expected if f in flagged],
-            "max_noise": summary.get("sample", {}).get("power", {}).get("wasserstein", {}).get("max_noise")}
+            "max_severity": max((r["severity"] for r in summary["per_feature"].values()), default=None),
+            "max_noise": {m: p["max_noise"] for m, p in summary.get("sample", {}).get("power", {}).items()}}

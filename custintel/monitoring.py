@@ -59,11 +59,12 @@ def _with_predictions(predict: Predict, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _power(results: dict[str, ColumnDrift], n_ref: int, n_cur: int) -> dict:
-    """Per method: the threshold, the largest no-drift noise of any column and the headroom."""
+    """Per test method: the threshold, the largest no-drift noise of any column and the headroom."""
     power = {}
-    for method in sorted({r.method for r in results.values()}):
-        noise = [r.noise for r in results.values() if r.method == method and np.isfinite(r.noise)]
-        threshold = next(r.threshold for r in results.values() if r.method == method)
+    runs = [(m, t) for r in results.values() for m, t in r.tests.items()]
+    for method in sorted({m for m, _ in runs}):
+        noise = [t.noise for m, t in runs if m == method and np.isfinite(t.noise)]
+        threshold = next(t.threshold for m, t in runs if m == method)
         worst = max(noise) if noise else float("nan")
         power[method] = {
             "threshold": threshold, "max_noise": worst,
@@ -132,12 +133,15 @@ def run_monitoring(inputs: MonitorInputs, cfg: DriftSection, seed: int, out_dir:
     drifted = [c for c in ranked(per_feature) if per_feature[c].drifted]
     share = len(drifted) / len(per_feature) if per_feature else 0.0
     importance_share = sum(importance[c] for c in drifted) if importance else None
+    severe = {c: per_feature[c].severity for c in drifted
+              if per_feature[c].severity >= cfg.policy.alert_severity}
     decision = decide(cfg.policy, [i.detail for i in issues], share, importance_share,
                       [c for c, r in predictions.items() if r.drifted],
-                      performance.get("auc_drop"), performance.get("mae_increase"))
+                      performance.get("auc_drop"), performance.get("mae_increase"), severe)
     summary.update(
         status=decision.status, action=decision.action, reasons=decision.reasons,
         drifted_share=share, importance_weighted_share=importance_share, drifted_features=drifted,
+        severe_features=severe,
         per_feature={c: {**r.to_dict(), **({"importance": importance[c]} if importance else {})}
                      for c, r in per_feature.items()},
         prediction_drift={c: r.to_dict() for c, r in predictions.items()},
@@ -161,6 +165,6 @@ def _html(inputs: MonitorInputs, per_feature, predictions, targets, ref_s, cur_s
     tests = {**top, **predictions}
     if targets:  # labels come from other rows than the features: a report of their own
         render_html(inputs.target_reference, inputs.matured, targets, path.with_name("target_drift.html"),
-                    cfg.report_sample, seed)
-    return render_html(ref, cur, tests, path, cfg.report_sample, seed)
+                    cfg.report_sample, seed, cfg.quantile_bins)
+    return render_html(ref, cur, tests, path, cfg.report_sample, seed, cfg.quantile_bins)
 

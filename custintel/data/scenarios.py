@@ -35,8 +35,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              ("tenure_days", "frequency", "recency_days", "review_count"), surge_share=0.4),
     Scenario("churn_wave", "dropout hazard 4x from the start", ("recency_days", "orders_90d", "spend_90d",
              "sessions_30d", "cart_adds_30d"), hazard_multiplier=4.0),
+    # no feature is per-category; the basket mix features see customers' lifetime baskets mix old and
+    # new categories (entropy up, top category share down)
     Scenario("category_shift", "every customer's category taste rotates by one category from the start",
-             (), category_shift=1),  # no current feature is per-category; category features come later
+             ("category_entropy", "top_category_share"), category_shift=1),
     Scenario("broken_feed", "upstream bug from the start: amounts in cents, category missing",
              ("monetary_mean", "spend_90d"), broken_feed=True),
 )}

@@ -162,8 +162,8 @@ def _alert(settings: Settings, summary: dict, source: dict) -> str | None:
         text = (f":rotating_light: custintel monitoring FAILED for {source['model']}: the data looks broken, "
                 f"not drifted (no retrain). " + "; ".join(summary["reasons"][:5]) + f". Report: {report}")
         return alerts.notify(settings, "drift", text, "failed|" + ",".join(checks))
-    top = ", ".join(f"{c} ({summary['per_feature'][c]['value']:.2f})"
-                    for c in summary["drifted_features"][:5])
+    top = ", ".join(f"{c} ({r['method']} {r['value']:.3g}, {r['severity']:.1f}x threshold)"
+                    for c in summary["drifted_features"][:5] for r in [summary["per_feature"][c]])
     preds = [c for c, r in summary["prediction_drift"].items() if r["drifted"]]
     text = (f":warning: custintel drift for {source['model']}: {summary['drifted_share']:.0%} of features "
             f"drifted; action: {summary['action']}. Top: {top or 'none'}"
