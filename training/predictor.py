@@ -29,12 +29,17 @@ class Predictor:
     def feature_names(self) -> list[str]:
         return self.scaler.feature_names
 
-    @torch.inference_mode()
     def predict_arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(churn probability, expected spend in the horizon) per row of `frame`."""
         self.net.eval()
-        x = torch.from_numpy(self.scaler.transform(frame))
-        churn_logit, value_out = self.net(x)
+        return self.predict_transformed(self.scaler.transform(frame))
+
+    @torch.inference_mode()
+    def predict_transformed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """predict_arrays of rows already transformed by `self.scaler` (float32, feature order)."""
+        if self.net.training:  # eval() walks every submodule: only when needed (serving calls this per request)
+            self.net.eval()
+        churn_logit, value_out = self.net(torch.from_numpy(x))
         return torch.sigmoid(churn_logit).numpy(), ziln_expected(value_out).numpy()
 
     def save(self, directory: Path, extra: dict | None = None) -> None:
