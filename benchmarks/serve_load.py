@@ -70,23 +70,32 @@ async def _load(host: str, port: int, n_ids: int, concurrency: int, duration: fl
                 f"content-length: {len(body)}\r\n\r\n").encode()
         return head, body
 
-    async def worker(stop: float):
+    warm = asyncio.Barrier(concurrency + 1)
+    stop = 0.0
+
+    async def worker():
         nonlocal errors
         reader, writer = await asyncio.open_connection(host, port)
         try:
             await _request(reader, writer, *request_bytes())  # warm the connection and the server
-            while time.perf_counter() < stop:
+            await warm.wait()
+            while True:  # at least one measured request each, however slow
                 head, body = request_bytes()
                 started = time.perf_counter()
                 status, headers, _ = await _request(reader, writer, head, body)
                 latencies.append(time.perf_counter() - started)
                 errors += status != 200
                 timings.append(parse_header(headers.get("server-timing", "")))
+                if time.perf_counter() >= stop:
+                    break
         finally:
             writer.close()
 
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    await warm.wait()  # every connection warmed: measure from here
     began = time.perf_counter()
-    await asyncio.gather(*(worker(began + duration) for _ in range(concurrency)))
+    stop = began + duration
+    await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
     ms = np.asarray(latencies) * 1000
     app = np.asarray([t["app"] for t in timings if "app" in t])

@@ -27,7 +27,6 @@ import bentoml
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from custintel.online_rows import OnlineStoreUnavailable
 from serving.auth import ApiKeyMiddleware
@@ -60,9 +59,16 @@ async def _store_down(_: Request, exc: OnlineStoreUnavailable) -> JSONResponse:
 
 
 def _options() -> dict:
-    """BentoML service options from the serve settings ($CUSTINTEL_PARAMS)."""
+    """BentoML service options from the serve settings ($CUSTINTEL_PARAMS, else ./params.yaml): worker
+    count and access log. Imported where there are no params (e.g. a bento build from elsewhere):
+    BentoML's defaults, as a server needs the params anyway and reads them again when it starts."""
+    from pathlib import Path
+
+    from custintel.config import PARAMS_ENV
     from serving.settings import serve_settings
 
+    if not os.environ.get(PARAMS_ENV) and not Path("params.yaml").is_file():
+        return {}
     serve = serve_settings()
     return {"workers": serve.workers, "logging": {"access": {"enabled": serve.access_log}}}
 
@@ -129,7 +135,9 @@ class CustomerIntelService:
         stages.restart()
         ids = requests.customer_ids(body)
         stages.mark("parse")
-        return _json(await self._run(scorer.predict, ids, stages), stages)
+        # scored on the event loop: the work is CPU-bound and about a millisecond (1 id) to a few (100
+        # ids); a worker thread would add a hand-off and GIL contention to every request
+        return _json(scorer.predict(ids, stages.mark), stages)
 
     @http.post("/predict_features", response_class=Response)
     async def predict_features(self, request: Request) -> Response:
@@ -140,12 +148,7 @@ class CustomerIntelService:
         stages.restart()
         rows = requests.feature_rows(body)
         stages.mark("parse")
-        return _json(await self._run(scorer.predict_rows, rows, stages), stages)
-
-    async def _run(self, score, arg, stages):
-        if INLINE:
-            return score(arg, stages.mark)
-        return await run_in_threadpool(_timed, score, arg, stages)
+        return _json(scorer.predict_rows(rows, stages.mark), stages)
 
     @http.get("/segments")
     def segments(self) -> dict:
@@ -159,14 +162,6 @@ class CustomerIntelService:
         served = self.models.current()
         return {"model_version": served.tag, "loaded_at": served.loaded_at, "lineage": served.metadata,
                 "reload_error": self.models.last_error}
-
-INLINE = os.environ.get("CUSTINTEL_SERVE_INLINE", "1") == "1"
-
-
-def _timed(score, arg, stages):
-    stages.restart()  # the stages start in the thread: waiting for one is framework time
-    return score(arg, stages.mark)
-
 
 def _json(payload: dict, stages) -> Response:
     body = orjson.dumps(payload)
