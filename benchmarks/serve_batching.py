@@ -23,11 +23,11 @@ PATHS = {"single": "/predict_single", "batched": "/predict_batched"}
 
 
 def main(args) -> None:
+    import tempfile
+
     from benchmarks.serve_load import _build, _client, _wait
     from custintel import server
     from tests.servable import serving_env
-
-    import tempfile
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,7 +62,8 @@ def main(args) -> None:
         for concurrency in args.concurrency:
             med = {}
             for name in PATHS:
-                runs = [r for r in rows if (r["ids"], r["concurrency"], r["api"]) == (n_ids, concurrency, name)]
+                key = (n_ids, concurrency, name)
+                runs = [r for r in rows if (r["ids"], r["concurrency"], r["api"]) == key]
                 med[name] = {key: statistics.median(r[key] for r in runs)
                              for key in ("req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request")}
                 med[name]["errors"] = sum(r["errors"] for r in runs)
@@ -70,7 +71,8 @@ def main(args) -> None:
             s, b = med["single"], med["batched"]
             print(f"| {n_ids} | {concurrency} | {s['req_per_s']:.0f}, {s['p50_ms']:.2f} / {s['p99_ms']:.2f}, "
                   f"{s['server_cpu_ms_per_request']:.2f} | {b['req_per_s']:.0f}, {b['p50_ms']:.2f} / "
-                  f"{b['p99_ms']:.2f}, {b['server_cpu_ms_per_request']:.2f} | {b['req_per_s'] / s['req_per_s']:.2f} "
+                  f"{b['p99_ms']:.2f}, {b['server_cpu_ms_per_request']:.2f} | "
+                  f"{b['req_per_s'] / s['req_per_s']:.2f} "
                   f"| {min(s['load'][0], b['load'][0])}-{max(s['load'][1], b['load'][1])} |"
                   + (f" errors: {s['errors']} / {b['errors']}" if s["errors"] or b["errors"] else ""))
 
@@ -78,7 +80,8 @@ def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--params", type=Path, help="reuse this servable data dir's params (tests/servable.py)")
+    parser.add_argument("--params", type=Path,
+                        help="reuse this servable data dir's params (tests/servable.py)")
     parser.add_argument("--ids", type=int, nargs="+", default=[1])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=float, default=3.0)

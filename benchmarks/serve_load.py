@@ -14,7 +14,7 @@ serving/timing.py; the baseline sends the same header) and, for the custintel se
 time per stage (parse, fetch, transform, model, segment, assemble, encode; `framework` = the
 client-side latency minus the stages). The load average is sampled around every client run.
 
-    PYTHONPATH=. python benchmarks/serve_load.py --customers 2000 --concurrency 1 4 16 --duration 5 --repeats 3
+    PYTHONPATH=. python benchmarks/serve_load.py --concurrency 1 4 16 --duration 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ async def _load(host: str, port: int, n_ids: int, concurrency: int, duration: fl
     stages = {name: round(float(np.median([t.get(name, 0.0) for t in timings])), 3) for name in STAGES
               if any(name in t for t in timings)}
     result = {"requests": len(latencies), "errors": errors, "req_per_s": round(len(latencies) / elapsed, 1),
-              "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+              "p50_ms": round(float(np.percentile(ms, 50)), 2),
+              "p99_ms": round(float(np.percentile(ms, 99)), 2)}
     if len(app):
         result.update(server_p50_ms=round(float(np.percentile(app, 50)), 2),
                       server_p99_ms=round(float(np.percentile(app, 99)), 2))
@@ -209,7 +210,8 @@ def _redis_params(params: Path, tmp: Path, stack: ExitStack) -> Path:
     raw["feature_store"] = {**raw["feature_store"], "online_store": "redis", "redis_url": url}
     redis_params = tmp / "params-redis.yaml"
     redis_params.write_text(yaml.safe_dump(raw))
-    script = ("import sys; from custintel.config import load_settings; from custintel.runtime import configure; "
+    script = ("import sys; from custintel.config import load_settings; "
+              "from custintel.runtime import configure; "
               "from custintel.steps.features import feast_materialize; s = load_settings(sys.argv[1]); "
               "configure(s); feast_materialize(s)")
     done = subprocess.run([sys.executable, "-c", script, str(redis_params)], capture_output=True, text=True,
@@ -232,10 +234,10 @@ def _model_dir(params: Path) -> str:
 
 
 def _servers(params: Path, workers: int, logs: Path, stack: ExitStack) -> dict[str, tuple[str, int]]:
+    import yaml
+
     from custintel import server
     from tests.servable import serving_env
-
-    import yaml
 
     raw = yaml.safe_load(params.read_text())
     if raw.get("serve", {}).get("workers", 1) != workers:  # the same worker count for both servers
@@ -291,8 +293,9 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def table(summary: list[dict]) -> str:
     by_key = {(e["store"], e["ids"], e["concurrency"], e["server"]): e for e in summary}
-    lines = ["| store | ids | conc. | baseline req/s | baseline p50 / p99 ms (client; server) | custintel req/s "
-             "| custintel p50 / p99 ms (client; server) | req/s ratio | server CPU ms/request baseline; custintel "
+    lines = ["| store | ids | conc. | baseline req/s | baseline p50 / p99 ms (client; server) "
+             "| custintel req/s | custintel p50 / p99 ms (client; server) | req/s ratio "
+             "| server CPU ms/request baseline; custintel "
              "| load |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (store, ids, concurrency, name), ours in by_key.items():
@@ -300,8 +303,9 @@ def table(summary: list[dict]) -> str:
             continue
         base = by_key[store, ids, concurrency, "baseline"]
         lines.append(
-            f"| {store} | {ids} | {concurrency} | {base['req_per_s']:.0f} | {base['p50_ms']} / {base['p99_ms']}; "
-            f"{base['server_p50_ms']} / {base['server_p99_ms']} | {ours['req_per_s']:.0f} | {ours['p50_ms']} / "
+            f"| {store} | {ids} | {concurrency} | {base['req_per_s']:.0f} | "
+            f"{base['p50_ms']} / {base['p99_ms']}; {base['server_p50_ms']} / {base['server_p99_ms']} | "
+            f"{ours['req_per_s']:.0f} | {ours['p50_ms']} / "
             f"{ours['p99_ms']}; {ours['server_p50_ms']} / {ours['server_p99_ms']} | "
             f"{ours['req_per_s'] / base['req_per_s']:.2f} | {base['server_cpu_ms_per_request']}; "
             f"{ours['server_cpu_ms_per_request']} | {ours['load'][0]}-{ours['load'][1]} |")
@@ -327,11 +331,12 @@ def main(args) -> None:
                 for repeat in range(args.repeats):
                     for n_ids in args.ids:
                         for concurrency in args.concurrency:
-                            order = ("baseline", "custintel") if repeat % 2 == 0 else ("custintel", "baseline")
+                            order = ("baseline", "custintel")[::1 if repeat % 2 == 0 else -1]
                             for name in order:
-                                row = {"store": store, "ids": n_ids, "concurrency": concurrency, "server": name,
-                                       "repeat": repeat, **_client(*urls[name], n_ids, concurrency, args.duration,
-                                                                   args.customers, args.seed + repeat)}
+                                measured = _client(*urls[name], n_ids, concurrency, args.duration,
+                                                   args.customers, args.seed + repeat)
+                                row = {"store": store, "ids": n_ids, "concurrency": concurrency,
+                                       "server": name, "repeat": repeat, **measured}
                                 print(json.dumps(row), flush=True)
                                 rows.append(row)
     summary = summarize(rows)
@@ -343,7 +348,8 @@ def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--params", type=Path, help="reuse this servable data dir's params (tests/servable.py)")
+    parser.add_argument("--params", type=Path,
+                        help="reuse this servable data dir's params (tests/servable.py)")
     parser.add_argument("--stores", nargs="+", choices=["sqlite", "redis"], default=["sqlite", "redis"])
     parser.add_argument("--ids", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from custintel.online_rows import OnlineStoreUnavailable
 from serving.auth import ApiKeyMiddleware
 from serving.limits import BodyLimitMiddleware
-from serving.timing import SCOPE_KEY, NO_STAGES, ServerTimingMiddleware
+from serving.timing import NO_STAGES, SCOPE_KEY, ServerTimingMiddleware
 from serving.validation import RequestInvalid
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,10 @@ def _options() -> dict:
 @bentoml.asgi_app(http, path="/")
 class CustomerIntelService:
     def __init__(self) -> None:
-        from custintel.runtime import configure
-        from custintel.scoring import OnlineScorer
         from custintel.champion_watch import ChampionWatcher
         from custintel.paths import DataPaths
+        from custintel.runtime import configure
+        from custintel.scoring import OnlineScorer
         from serving.settings import settings as server_settings
 
         settings = server_settings()

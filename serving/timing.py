@@ -40,7 +40,8 @@ class Stages:
 
     def header(self) -> bytes:
         total = perf_counter() - self.began
-        parts = [f"{name};dur={seconds * 1000:.3f}" for name, seconds in zip(self.names, self.seconds)]
+        parts = [f"{name};dur={seconds * 1000:.3f}"
+                 for name, seconds in zip(self.names, self.seconds, strict=True)]
         parts.append(f"app;dur={total * 1000:.3f}")
         return ", ".join(parts).encode()
 

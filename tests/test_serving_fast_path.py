@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from serving.timing import ServerTimingMiddleware, Stages, parse_header
-from training.scaler import FeatureScaler
 from tests.test_segments import CENTRES, NAMES, _customers, _fit
+from training.scaler import FeatureScaler
 
 
 def _with_missing(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -43,7 +43,8 @@ def test_server_timing_header_carries_the_marked_stages_and_the_total():
         stages = scope["custintel.stages"]
         stages.mark("fetch")
         stages.mark("model")
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
     sent = []

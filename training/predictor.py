@@ -37,7 +37,7 @@ class Predictor:
     @torch.inference_mode()
     def predict_transformed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """predict_arrays of rows already transformed by `self.scaler` (float32, feature order)."""
-        if self.net.training:  # eval() walks every submodule: only when needed (serving calls this per request)
+        if self.net.training:  # eval() walks every submodule: only when needed (per serving request)
             self.net.eval()
         churn_logit, value_out = self.net(torch.from_numpy(x))
         return torch.sigmoid(churn_logit).numpy(), ziln_expected(value_out).numpy()
