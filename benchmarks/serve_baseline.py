@@ -15,9 +15,11 @@ from pydantic import BaseModel
 
 from custintel import feature_store
 from custintel.config import load_settings
+from serving.timing import ServerTimingMiddleware
 from training.predictor import Predictor
 
 app = FastAPI(title="baseline: Feast SDK + torch per request")
+app.add_middleware(ServerTimingMiddleware)  # its total in a Server-Timing header, as the custintel server
 _settings = load_settings(os.environ.get("CUSTINTEL_PARAMS"))
 _store = feature_store.open_store(_settings)
 _service = feature_store.feature_service(_store)

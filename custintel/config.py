@@ -309,6 +309,9 @@ class ServeSection(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
     api_key_env: str = Field("CUSTINTEL_API_KEY", min_length=1,
                              description="Env var holding the API key; unset or empty = no auth.")
+    workers: int = Field(1, ge=1, description="Server worker processes (BentoML `workers`).")
+    access_log: bool = Field(False, description="BentoML's access log line per request (costs CPU "
+                                                "on every request; errors are logged either way).")
 
 
 class AlertsSection(_Section):

@@ -40,10 +40,19 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 @dataclass
 class OnlineRows:
-    frame: pd.DataFrame  # customer_id + the requested features (float64, NaN where the store has none)
+    ids: np.ndarray  # int64 customer ids, in request order
+    values: np.ndarray  # float64 rows x the requested features, NaN where the store has none
+    feature_names: list[str]
     found: np.ndarray  # bool: the store holds at least one value for the customer
     feature_ts: np.ndarray  # int64 seconds: oldest event time of the customer's views (0 = none)
     stale: np.ndarray  # bool: some value is older than its view's TTL at as_of
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """customer_id + the requested features (built on demand: serving scores `values`)."""
+        frame = pd.DataFrame(self.values, columns=list(self.feature_names))
+        frame.insert(0, ENTITY_KEY, self.ids)
+        return frame
 
 
 def read(store, customer_ids: list[int], feature_names: list[str],
@@ -59,11 +68,9 @@ def read(store, customer_ids: list[int], feature_names: list[str],
     except _store_errors() as exc:
         raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
     present = ~np.isnan(values)
-    frame = pd.DataFrame(values, columns=list(feature_names))
-    frame.insert(0, ENTITY_KEY, ids)
     stamped = np.where(stamps > 0, stamps, np.iinfo(np.int64).max)
     oldest = stamped.min(axis=1) if stamped.shape[1] else np.zeros(len(ids), dtype=np.int64)
-    return OnlineRows(frame=frame, found=present.any(axis=1),
+    return OnlineRows(ids=ids, values=values, feature_names=list(feature_names), found=present.any(axis=1),
                       feature_ts=np.where(oldest == np.iinfo(np.int64).max, 0, oldest),
                       stale=(too_old & present).any(axis=1))
 

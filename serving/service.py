@@ -24,17 +24,27 @@ import logging
 import os
 
 import bentoml
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 
 from custintel.online_rows import OnlineStoreUnavailable
 from serving.auth import ApiKeyMiddleware
 from serving.limits import BodyLimitMiddleware
+from serving.timing import NO_STAGES, SCOPE_KEY, ServerTimingMiddleware
 from serving.validation import RequestInvalid
 
 log = logging.getLogger(__name__)
 http = FastAPI(title="custintel customer scores")  # routes beside BentoML's own (/readyz, /metrics, ...)
+
+
+async def _current_service():
+    return bentoml.get_current_service()
+
+
+# BentoML gives the class-view routes their `self` through the sync dependency get_current_service,
+# which FastAPI runs in a worker thread: a thread hop on every request. The same lookup, awaited.
+http.dependency_overrides[bentoml.get_current_service] = _current_service
 
 
 @http.exception_handler(RequestInvalid)
@@ -48,18 +58,38 @@ async def _store_down(_: Request, exc: OnlineStoreUnavailable) -> JSONResponse:
                                   "reconnects on the next request"}, status_code=503)
 
 
-@bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 30})
+def _options() -> dict:
+    """BentoML service options from the serve settings ($CUSTINTEL_PARAMS, else ./params.yaml): worker
+    count and access log. Imported where there are no params (e.g. a bento build from elsewhere):
+    BentoML's defaults, as a server needs the params anyway and reads them again when it starts."""
+    from pathlib import Path
+
+    from custintel.config import PARAMS_ENV
+    from serving.settings import serve_settings
+
+    if not os.environ.get(PARAMS_ENV) and not Path("params.yaml").is_file():
+        return {}
+    serve = serve_settings()
+    return {"workers": serve.workers, "logging": {"access": {"enabled": serve.access_log}}}
+
+
+@bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 30}, **_options())
 @bentoml.asgi_app(http, path="/")
 class CustomerIntelService:
     def __init__(self) -> None:
-        from custintel.runtime import configure
-        from custintel.scoring import OnlineScorer
         from custintel.champion_watch import ChampionWatcher
         from custintel.paths import DataPaths
+        from custintel.runtime import configure
+        from custintel.scoring import OnlineScorer
         from serving.settings import settings as server_settings
 
         settings = server_settings()
         configure(settings)
+        import torch
+
+        # a request is a few rows: intra-op threads only add hand-offs, and under load they spin and
+        # wait for cores (tens of ms per forward pass measured on the shared 2-core machine)
+        torch.set_num_threads(1)
 
         # the champion, swapped in place when the pointer changes (custintel/champion_watch.py)
         self.models = ChampionWatcher(DataPaths(settings.data_dir),
@@ -96,19 +126,29 @@ class CustomerIntelService:
             self._store_problem = problem
         return problem is None
 
-    @http.post("/predict")
-    async def predict(self, request: Request) -> dict:
+    @http.post("/predict", response_class=Response)
+    async def predict(self, request: Request) -> Response:
         """POST /predict {"customer_ids": [...]}: one entry per id, `found: false` for unknown ids."""
+        stages = request.scope.get(SCOPE_KEY, NO_STAGES)
         scorer, requests = self._served()
-        ids = requests.customer_ids(await request.body())
-        return await run_in_threadpool(scorer.predict, ids)
+        body = await request.body()
+        stages.restart()
+        ids = requests.customer_ids(body)
+        stages.mark("parse")
+        # scored on the event loop: the work is CPU-bound and about a millisecond (1 id) to a few (100
+        # ids); a worker thread would add a hand-off and GIL contention to every request
+        return _json(scorer.predict(ids, stages.mark), stages)
 
-    @http.post("/predict_features")
-    async def predict_features(self, request: Request) -> dict:
+    @http.post("/predict_features", response_class=Response)
+    async def predict_features(self, request: Request) -> Response:
         """POST /predict_features {"rows": [{feature: value, ...}]}: what-if scores of raw feature rows."""
+        stages = request.scope.get(SCOPE_KEY, NO_STAGES)
         scorer, requests = self._served()
-        rows = requests.feature_rows(await request.body())
-        return await run_in_threadpool(scorer.predict_rows, rows)
+        body = await request.body()
+        stages.restart()
+        rows = requests.feature_rows(body)
+        stages.mark("parse")
+        return _json(scorer.predict_rows(rows, stages.mark), stages)
 
     @http.get("/segments")
     def segments(self) -> dict:
@@ -123,6 +163,13 @@ class CustomerIntelService:
         return {"model_version": served.tag, "loaded_at": served.loaded_at, "lineage": served.metadata,
                 "reload_error": self.models.last_error}
 
-# outermost first: the key is checked before a body is read
+def _json(payload: dict, stages) -> Response:
+    body = orjson.dumps(payload)
+    stages.mark("encode")
+    return Response(body, media_type="application/json")
+
+
+# outermost first: the timing covers the others; the key is checked before a body is read
+CustomerIntelService.add_asgi_middleware(ServerTimingMiddleware)
 CustomerIntelService.add_asgi_middleware(ApiKeyMiddleware)
 CustomerIntelService.add_asgi_middleware(BodyLimitMiddleware)

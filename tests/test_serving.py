@@ -13,6 +13,7 @@ import pytest
 from custintel.config import load_settings
 from custintel.features.schema import ENTITY_KEY, TIMESTAMP
 from custintel.paths import DataPaths
+from serving.timing import parse_header
 from tests.servable import running_server
 
 KEY = "test-key-123"
@@ -51,6 +52,10 @@ def test_predictions_carry_model_version_feature_time_and_not_found_entries(live
     assert again == first
     assert unknown == {"customer_id": 99999999, "found": False,
                        "error": "customer not found in the online feature store"}
+    # the time per stage of this request (serving/timing.py), milliseconds
+    timings = parse_header(response.headers["server-timing"])
+    assert {"parse", "fetch", "transform", "model", "segment", "assemble", "encode", "app"} <= timings.keys()
+    assert timings["app"] >= sum(v for k, v in timings.items() if k != "app")
 
 
 MAX_ID = 2**63 - 1

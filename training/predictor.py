@@ -29,16 +29,20 @@ class Predictor:
     def feature_names(self) -> list[str]:
         return self.scaler.feature_names
 
-    @torch.inference_mode()
     def predict_arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(churn probability, expected spend in the horizon) per row of `frame`."""
-        churn, spend = self.predict_scaled(torch.from_numpy(self.scaler.transform(frame)))
+        return self.predict_transformed(self.scaler.transform(frame))
+
+    def predict_transformed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """predict_arrays of rows already transformed by `self.scaler` (float32, feature order)."""
+        churn, spend = self.predict_scaled(torch.from_numpy(x))
         return churn.numpy(), spend.numpy()
 
     @torch.inference_mode()
     def predict_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(churn probability, expected spend) of float32 rows already transformed by `scaler`."""
-        self.net.eval()
+        if self.net.training:  # eval() walks every submodule: only when needed (per serving request)
+            self.net.eval()
         churn_logit, value_out = self.net(x)
         return torch.sigmoid(churn_logit), ziln_expected(value_out)
 

@@ -21,6 +21,12 @@ class FeatureScaler:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return ((self._log(frame) - self.mean_) / self.std_).astype(np.float32)
 
+    def transform_array(self, x: np.ndarray) -> np.ndarray:
+        """transform of a float64 matrix whose columns are `feature_names` (NaN = missing), without
+        pandas (the online serving path)."""
+        logged = np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None))
+        return ((logged - self.mean_) / self.std_).astype(np.float32)
+
     def _log(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in frame.columns]
         if missing:

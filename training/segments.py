@@ -24,7 +24,10 @@ SEGMENTS_FILE = "segments.json"
 
 
 def _transform(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    x = frame[names].to_numpy(dtype=np.float64, na_value=0.0)
+    return _signed_log(frame[names].to_numpy(dtype=np.float64, na_value=0.0))
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
@@ -45,6 +48,17 @@ class Segmenter:
     def assign(self, frame: pd.DataFrame) -> np.ndarray:
         """Segment id per row (nearest centroid)."""
         return np.asarray(self.ids)[self.nearest(self.space(frame))]
+
+    def positions_in(self, columns: list[str]) -> np.ndarray:
+        """Where each of `feature_names` is among `columns` (for assign_array)."""
+        return np.asarray([list(columns).index(name) for name in self.feature_names], dtype=np.int64)
+
+    def assign_array(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """assign of a float64 matrix holding `feature_names` at columns `positions` (positions_in;
+        NaN = missing), without pandas (the online serving path)."""
+        picked = x[:, positions]
+        picked = np.where(np.isnan(picked), 0.0, picked)
+        return np.asarray(self.ids)[self.nearest((_signed_log(picked) - self.mean) / self.std)]
 
     def nearest(self, x: np.ndarray) -> np.ndarray:
         """Index of the nearest centroid of each row of `x` (rows already in `space`)."""
