@@ -9,7 +9,6 @@ Features at a snapshot use only events strictly before it; labels use only event
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -479,17 +478,13 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
             # mode="clip" (every cell is in range): with the default "raise", `out` is buffered
             np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)], mode="clip")
 
-    # the engagement group (the events, most of the rows) in a second thread while this one does
-    # the order groups: pyarrow and numpy's large loops release the GIL
-    with ThreadPoolExecutor(1, thread_name_prefix="custintel-engagement") as pool:
-        engagement = pool.submit(_engagement, build) if ENGAGEMENT in groups else None
-        orders = _orders(build)
-        add(_purchase(build, orders))
-        if BASKET in groups:
-            add(_basket(build, orders))
-        del orders
-        if engagement is not None:
-            add(engagement.result())
+    orders = _orders(build)
+    add(_purchase(build, orders))
+    if BASKET in groups:
+        add(_basket(build, orders))
+    del orders
+    if ENGAGEMENT in groups:
+        add(_engagement(build))
     if TEXT in groups:
         add(_text(build, _review_text(raw_dir, snapshots) if review_text is None else review_text))
     frame = pd.DataFrame(block.T, columns=names, copy=False)
