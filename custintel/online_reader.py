@@ -9,6 +9,9 @@ feature names, TTLs, table names / Redis hash fields and the entity-key prefix o
 - SQLite: one statement for all views (a VALUES list of the requested keys joined on each view's
   table; `UNION ALL` over views) on a persistent read-only connection per thread;
 - Redis: one pipeline of one HMGET per customer with the fields of every view;
+- one customer (the common serving call): the key's rows as tuples from one `UNION ALL` statement
+  (SQLite) or one HMGET without a pipeline (Redis), doubles unpacked with `struct`, and the
+  DataFrame built from cached axes and block placements (`_Frames`);
 
 and decodes the ValueProto blobs of Float64/Float32 features in bulk with numpy (a blob of any
 other shape is parsed with Feast's ValueProto and converted as Feast does). Timestamps are turned
