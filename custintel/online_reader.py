@@ -184,7 +184,8 @@ class _Frames:
             axes = self.axes.get(key)
             if axes is None:
                 placement, _, _ = self.api
-                axes = (pd.Index([ENTITY_KEY, *key]), placement(slice(0, 1)), placement(slice(1, 1 + len(key))))
+                axes = (pd.Index([ENTITY_KEY, *key]), placement(slice(0, 1)),
+                        placement(slice(1, 1 + len(key))))
                 if len(self.axes) < 64:
                     self.axes[key] = axes
             columns, ids_at, values_at = axes
