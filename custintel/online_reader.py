@@ -9,6 +9,9 @@ feature names, TTLs, table names / Redis hash fields and the entity-key prefix o
 - SQLite: one statement for all views (a VALUES list of the requested keys joined on each view's
   table; `UNION ALL` over views) on a persistent read-only connection per thread;
 - Redis: one pipeline of one HMGET per customer with the fields of every view;
+- one customer (the common serving call): the key's rows as tuples from one `UNION ALL` statement
+  (SQLite) or one HMGET without a pipeline (Redis), doubles unpacked with `struct`, and the
+  DataFrame built from cached axes and block placements (`_Frames`);
 
 and decodes the ValueProto blobs of Float64/Float32 features in bulk with numpy (a blob of any
 other shape is parsed with Feast's ValueProto and converted as Feast does). Timestamps are turned
@@ -20,6 +23,7 @@ uses the stock path).
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,6 +38,7 @@ _DOUBLE_TAG, _FLOAT_TAG = 0x29, 0x35  # ValueProto double_val (field 5, fixed64)
 _MAX_KEYS_PER_STATEMENT = 5_000  # two bound parameters per key; SQLite allows 32,766
 _SQLITE_MMAP_BYTES = 1 << 30
 _SQLITE_CACHE_KIB = 256 * 1024
+_unpack_double = struct.Struct("<d").unpack_from
 
 
 class Unsupported(Exception):
@@ -110,6 +115,7 @@ class OnlineReader:
         self.has_ttl = bool(np.isfinite(self.column_ttl).any())
         self.key_prefix = _entity_key_prefix(store.config.entity_key_serialization_version)
         self.backend = _backend_for(self)
+        self._frames = _Frames()
 
     @classmethod
     def for_store(cls, store) -> OnlineReader | None:
@@ -130,11 +136,12 @@ class OnlineReader:
         ids = np.asarray([int(i) for i in customer_ids], dtype=np.int64)
         if len(ids) == 0:
             return ids, np.empty((0, len(self.feature_names)))
-        if len(ids) == 1:  # one customer (the common serving call): no dedup
+        if len(ids) == 1:  # one customer (the common serving call): no dedup, one key's rows
             unique, inverse = ids, None
+            values, stamps = self.backend.read_one(self.key_prefix + ids.astype("<i8").tobytes())
         else:
             unique, inverse = np.unique(ids, return_inverse=True)
-        values, stamps = self.backend.read(self.entity_keys(unique))
+            values, stamps = self.backend.read(self.entity_keys(unique))
         if self.has_ttl:
             now = (as_of or datetime.now(UTC)).timestamp()
             # stock: a value whose event time (whole seconds) is before now - TTL is stale
@@ -150,7 +157,48 @@ class OnlineReader:
         ids, values = self.read_matrix(customer_ids, as_of)
         if columns != list(range(len(self.feature_names))):
             values = values[:, columns]
-        return _frame(ids, values, list(feature_names))
+        return self._frames.frame(ids, values, feature_names)
+
+
+class _Frames:
+    """Builds the response DataFrame from its two blocks (customer_id int64, the features float64)
+    with the column Index and block placements made once per list of names (a pandas Index of 46
+    names alone takes ~50 us to build): ~10 us for one row against ~110 us for `_frame`, which it
+    falls back to where pandas' internal block API is not there."""
+
+    def __init__(self):
+        self.axes: dict[tuple[str, ...], tuple] = {}
+        self.index_1 = pd.RangeIndex(1)
+        try:
+            from pandas._libs.internals import BlockPlacement
+            from pandas.core.internals.blocks import new_block
+            from pandas.core.internals.managers import BlockManager
+
+            self.api = (BlockPlacement, new_block, BlockManager)
+        except ImportError:
+            self.api = None
+
+    def frame(self, ids: np.ndarray, values: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+        if self.api is not None:
+            key = tuple(names)
+            axes = self.axes.get(key)
+            if axes is None:
+                placement, _, _ = self.api
+                axes = (pd.Index([ENTITY_KEY, *key]), placement(slice(0, 1)),
+                        placement(slice(1, 1 + len(key))))
+                if len(self.axes) < 64:
+                    self.axes[key] = axes
+            columns, ids_at, values_at = axes
+            _, new_block, manager_of = self.api
+            try:
+                index = self.index_1 if len(ids) == 1 else pd.RangeIndex(len(ids))
+                blocks = (new_block(ids.reshape(1, -1), placement=ids_at, ndim=2),
+                          new_block(values.T, placement=values_at, ndim=2))
+                manager = manager_of(blocks, [columns, index], verify_integrity=False)
+                return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+            except (AttributeError, TypeError):
+                self.api = None
+        return _frame(ids, values, list(names))
 
 
 def _frame(ids: np.ndarray, values: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -224,23 +272,26 @@ class _SqliteBackend:
         config = reader.store.config
         self.path = SqliteOnlineStore._get_db_path(config)
         versioning = config.registry.enable_online_feature_view_versioning
-        selects, offset = [], 0
+        many, one, offset = [], [], 0
         for view, features in zip(reader.views, reader.view_features, strict=True):
             # a row of a feature the service does not serve gets column -1 and is dropped
             cases = " ".join(f"WHEN {_quote_literal(name)} THEN {offset + j}"
                              for j, name in enumerate(features))
-            selects.append(
-                f"SELECT req.i AS i, CASE t.feature_name {cases} ELSE -1 END AS c, t.value AS v, "
-                f"t.event_ts AS e FROM req JOIN {_quote_id(_table_id(config.project, view, versioning))} "
-                "AS t ON t.entity_key = req.k")
+            rows = (f"CASE t.feature_name {cases} ELSE -1 END AS c, t.value AS v, t.event_ts AS e FROM "
+                    f"{_quote_id(_table_id(config.project, view, versioning))} AS t")
+            many.append(f"SELECT req.i AS i, {rows} JOIN req ON t.entity_key = req.k")
+            one.append(f"SELECT {rows} WHERE t.entity_key = ?1")
             offset += len(features)
-        self.body = " UNION ALL ".join(selects)
+        self.body = " UNION ALL ".join(many)
+        # one key: its rows as tuples (45 rows: cheaper than parsing the aggregate's text)
+        self.one = " UNION ALL ".join(one)
         # the whole answer as one row: Python builds no object per stored value
         self.aggregate = ("SELECT group_concat(i), group_concat(c), group_concat(coalesce(e, 0)), "
                           "group_concat(coalesce(length(v), 0)), CAST(group_concat(v, '') AS BLOB) "
                           f"FROM ({self.body})")
         self.n_columns, self.n_views = offset, len(reader.views)
         self.view_of_column = reader.view_of_column
+        self.view_of_column_list = reader.view_of_column.tolist()
         self.local = threading.local()
         self.statements: dict[int, str] = {}
         self.seconds: dict[int, int] = {}
@@ -303,6 +354,26 @@ class _SqliteBackend:
             # stock takes the timestamp of the entity's last row in a view; a view's rows share it
             stamps[rows_at, self.view_of_column[columns_at]] = lookup[np.searchsorted(distinct, stored_at)]
         return values, stamps
+
+    def read_one(self, key: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """`read([key])` for one key, row by row in Python (no numpy per stored value)."""
+        values = [np.nan] * self.n_columns
+        stamps = [0] * self.n_views
+        view_of_column, seconds = self.view_of_column_list, self.seconds
+        for column, blob, stored in self._conn().execute(self.one, (key,)).fetchall():
+            if column < 0:
+                continue
+            if blob and len(blob) == 9 and blob[0] == _DOUBLE_TAG:
+                values[column] = _unpack_double(blob, 1)[0]
+            elif blob:
+                values[column] = decode_floats([blob])[0]
+            if not isinstance(stored, int):
+                if stored is not None:  # not the layout expected (a timestamp stored as text)
+                    return self.read([key])
+                stored = 0
+            stamp = seconds.get(stored)
+            stamps[view_of_column[column]] = self._stock_seconds(stored) if stamp is None else stamp
+        return np.array([values]), np.array([stamps], dtype=np.int64)
 
     def _rows(self, conn, chunk: list[bytes], params: list):
         rows = conn.execute(self._statement(len(chunk), aggregate=False), params).fetchall()
@@ -375,6 +446,15 @@ class _RedisBackend:
             back.FromDatetime(when)
             seconds = self.seconds[raw] = back.seconds
         return seconds
+
+    def read_one(self, key: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """`read([key])` with one HMGET and no pipeline."""
+        client = self.online_store._get_client(self.config.online_store)
+        reply = client.hmget(key + self.project, self.fields)
+        n = self.n_columns
+        values = decode_floats(reply[:n]).reshape(1, n)
+        stamps = np.array([[self._stock_seconds(raw) for raw in reply[n:]]], dtype=np.int64)
+        return values, stamps
 
     def read(self, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         client = self.online_store._get_client(self.config.online_store)

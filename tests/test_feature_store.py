@@ -272,6 +272,11 @@ def test_fast_online_reader_equals_the_stock_read_with_ttl(make_settings):
     assert isinstance(reader, OnlineReader)
     names = feature_store.service_feature_names(store)
     assert reader.feature_names == names
+    for customer in range(-2, 65):  # the one-key path (tuples) equals the many-key path (aggregate)
+        key = reader.entity_keys(np.array([customer]))[0]
+        one, many = reader.backend.read_one(key), reader.backend.read([key])
+        np.testing.assert_array_equal(one[0], many[0])
+        np.testing.assert_array_equal(one[1], many[1])
 
     rng = np.random.default_rng(0)
     id_lists = [[stale], [123456], [0], [stale, stale, 1, 999, 1, 0], [], list(range(-2, 65))]

@@ -76,8 +76,7 @@ class _Cuts:
         """Cumulative (segment, customer) table: [k, c] = sum of `weights` (count) of c's rows in
         segments 0..k, i.e. before cuts[k]."""
         dense = np.bincount(seg * n_customers + ci, weights, minlength=n_customers * self.n)
-        dense = dense.reshape(self.n, n_customers)
-        return np.cumsum(dense, axis=0, out=dense)
+        return _running(np.add, dense.reshape(self.n, n_customers))
 
     def col(self, days: int) -> np.ndarray:
         """Per snapshot, the column of a cumulative table holding rows before snapshot - `days`."""
@@ -90,6 +89,14 @@ class _Cuts:
     def window(self, cum: np.ndarray, days: int, until: int = 0) -> np.ndarray:
         """(snapshot, customer): total of the rows in [snapshot - days, snapshot - until)."""
         return self.before(cum, until) - self.before(cum, days)
+
+
+def _running(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
+    """`ufunc`.accumulate over axis 0, in place, a row at a time (numpy's accumulate and cumsum over
+    the first axis of a wide array walk it column by column, several times slower)."""
+    for k in range(1, len(a)):
+        ufunc(a[k - 1], a[k], out=a[k])
+    return a
 
 
 def _ns(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,9 +222,9 @@ def _purchase(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if len(key):
         top[at[starts]] = np.fmax.reduceat(amount, starts)
     cols = whole.col(0)
-    first = np.minimum.accumulate(first.reshape(whole.n, nc), axis=0)[cols]
-    last = np.maximum.accumulate(last.reshape(whole.n, nc), axis=0)[cols]
-    top = np.fmax.accumulate(top.reshape(whole.n, nc), axis=0)[cols]
+    first = _running(np.minimum, first.reshape(whole.n, nc))[cols]
+    last = _running(np.maximum, last.reshape(whole.n, nc))[cols]
+    top = _running(np.fmax, top.reshape(whole.n, nc))[cols]
     has = n > 0
     since_signup = b.days_since(b.signup)
     since_first = np.where(has, (b.snaps[:, None] - np.where(has, first, 0)) / _NS_PER_DAY, since_signup)
@@ -272,7 +279,7 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         these = slice(None) if (lo, hi) == (0, n_cat) else (cat >= lo) & (cat < hi)
         key = (seg[these] * (hi - lo) + cat[these] - lo) * nc + ci[these]
         g = np.bincount(key, gross[these], minlength=cuts.n * (hi - lo) * nc).reshape(cuts.n, hi - lo, nc)
-        g = np.cumsum(g, axis=0, out=g)[cuts.col(0)]  # (snapshot, category, customer)
+        g = _running(np.add, g)[cuts.col(0)]  # (snapshot, category, customer)
         np.maximum(top, g.max(axis=1), out=top)
         ln_g = np.zeros_like(g)
         np.log(g, out=ln_g, where=g > 0)  # only where there is gross
@@ -468,7 +475,8 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
 
     def add(values: dict[str, np.ndarray]) -> None:  # (snapshot, customer) tables -> row columns
         for name, v in values.items():
-            np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)])
+            # mode="clip" (every cell is in range): with the default "raise", `out` is buffered
+            np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)], mode="clip")
 
     orders = _orders(build)
     add(_purchase(build, orders))
