@@ -58,9 +58,9 @@ def _failure_alerts(world: dict) -> list[str]:
     return [a["text"] for a in world["received"] if a["text"].startswith(":x: custintel retrain flow failed")]
 
 
-def _started_run(paths: DataPaths) -> Path:
-    (run_id,) = json.loads((paths.runs / "started.json").read_text()).values()
-    return paths.run_dir(run_id)
+def _the_run(paths: DataPaths) -> Path:
+    (run_dir,) = [p for p in paths.runs.iterdir() if p.is_dir()]
+    return run_dir
 
 
 def _trained_files(run_dir: Path) -> dict[str, int]:
@@ -88,7 +88,8 @@ def test_a_rerun_after_a_failure_resumes_without_training_again(world):
 
     first = _cli(world, "retrain")
     assert first.returncode != 0 and "ArrowInvalid" in first.stderr  # pyarrow: not a parquet file
-    run_dir = _started_run(paths)
+    run_dir = _the_run(paths)  # started (runs/started.json), not recorded: evaluation failed
+    assert list(json.loads((paths.runs / "started.json").read_text()).values()) == [run_dir.name]
     trained = _trained_files(run_dir)
     trials = _trials(paths)
     assert not (run_dir / "metrics.json").exists() and not (paths.runs / "index.json").exists()
@@ -98,8 +99,9 @@ def test_a_rerun_after_a_failure_resumes_without_training_again(world):
     _ok(_cli(world, "features", "--force"))  # rewrites the ground truth (features are unchanged)
     second = _cli(world, "retrain")
     assert second.returncode != 0 and "IsADirectoryError" in second.stderr
-    assert _started_run(paths) == run_dir and _trained_files(run_dir) == trained and _trials(paths) == trials
-    assert (run_dir / "metrics.json").is_file()  # evaluation ran this time
+    assert _the_run(paths) == run_dir and _trained_files(run_dir) == trained and _trials(paths) == trials
+    assert (run_dir / "metrics.json").is_file()  # evaluation ran this time; the run is recorded
+    assert list(json.loads((paths.runs / "index.json").read_text()).values()) == [run_dir.name]
     # failed loudly, promoted nothing: no champion pointer, no ledger line, one more failure alert
     assert not (paths.registry / "champion.json").exists()
     assert list((paths.registry / "ledger.jsonl").iterdir()) == []
@@ -108,7 +110,7 @@ def test_a_rerun_after_a_failure_resumes_without_training_again(world):
 
     (paths.registry / "ledger.jsonl").rmdir()
     summary = _ok(_cli(world, "retrain"))
-    assert summary["run_id"] == run_dir.name and not summary["reused_run"]
+    assert summary["run_id"] == run_dir.name and summary["reused_run"]
     assert summary["task_states"] == {"train": "Cached", "evaluate": "Cached"}  # Prefect's state names
     assert _trained_files(run_dir) == trained and _trials(paths) == trials
     assert summary["promotion"]["promoted"] and summary["promotion"]["reason"] == "no champion yet"
