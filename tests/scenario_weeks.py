@@ -78,7 +78,7 @@ def main(spec: dict) -> None:
                 result = monitor(params_path=str(params))
                 row.update(status=result["status"], action=result["action"], alert=result["alert"],
                            drifted=result["drifted_features"], data_version=result["data"]["data_version"],
-                           retrain=result["retrain"])
+                           retrain=result["retrain"], retrain_skipped=result["retrain_skipped"])
             else:
                 result = retrain(params_path=str(params))
                 row.update(run_id=result["run_id"], data_version=result["data_version"],

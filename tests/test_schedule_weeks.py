@@ -100,15 +100,22 @@ def test_quiet_weeks_alert_nothing_and_identical_retrains_are_rejected(weeks):
     assert len({r["run_id"] for r in retrains}) == len(retrains)
 
 
-def test_drift_alerts_once_and_retrains_once_then_clears(weeks):
+def test_the_drift_retrains_once_per_episode(weeks):
     slots = [s for s in weeks["slots"] if s["slot"] >= DRIFT_FROM]
     first, *rest = slots
     assert first["status"] == "drift" and first["action"] == "retrain" and first["alert"] == "sent"
     assert SURGE_FEATURES <= set(first["drifted"])
-    assert first["retrain"]["promotion"]["promoted"], first["retrain"]
-    # the champion now knows the surge: the next day's monitor is quiet and clears the drift alert
-    assert all(_quiet(s) for s in rest), rest
-    assert [s["alert"] for s in rest] == ["sent"] + [None] * (len(rest) - 1)
+    assert first["retrain"] is not None and first["retrain_skipped"] is None
+    if first["retrain"]["promotion"]["promoted"]:
+        # the champion now knows the surge: the next day is quiet and clears the drift alert
+        assert all(_quiet(s) for s in rest), rest
+        assert [s["alert"] for s in rest] == ["sent"] + [None] * (len(rest) - 1)
+    else:
+        # the challenger lost: the drift persists against the same champion, and the policy's retrain
+        # is not repeated every day (custintel.retrain_trigger); the weekly retrain still runs
+        assert all(s["status"] == "drift" and s["retrain"] is None for s in rest), rest
+        run_id = first["retrain"]["run_id"]
+        assert all(run_id in s["retrain_skipped"] for s in rest if s["action"] == "retrain")
 
 
 def test_exactly_the_expected_slack_messages_in_order(weeks):
@@ -123,7 +130,13 @@ def test_exactly_the_expected_slack_messages_in_order(weeks):
             expected.append("drift_cleared" if slot["status"] == "no_drift" else "drift")
     assert [_kind(m) for m in weeks["messages"]] == expected
     drift = [m for m in weeks["messages"] if _kind(m) == "drift"]
-    assert len(drift) == 1 and "action: retrain" in drift[0] and "tenure_days" in drift[0]
+    assert drift and all("tenure_days" in m for m in drift)
+    # deduplicated: a drift message only when the condition (action, drifted features) changes
+    last = None
+    for slot in (s for s in weeks["slots"] if s["deployment"] == "daily-monitor" and s["status"] == "drift"):
+        condition = (slot["action"], sorted(slot["drifted"]))
+        assert (slot["alert"] == "sent") == (condition != last), slot
+        last = condition
 
 
 def test_the_ledger_holds_one_decision_per_retrain(weeks):
