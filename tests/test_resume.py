@@ -36,7 +36,9 @@ def world(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("resume")
     params = tmp / "params.yaml"
-    params.write_text(yaml.safe_dump(tiny_params(tmp / "data")))
+    raw = tiny_params(tmp / "data")
+    raw["alerts"]["min_interval_s"] = 0  # every distinct failure alerts (rate limits: tests/test_alerts.py)
+    params.write_text(yaml.safe_dump(raw))
     settings = load_settings(params)
     with _receiver() as (url, received):
         yield {"params": params, "paths": DataPaths(settings.data_dir), "received": received,
