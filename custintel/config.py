@@ -43,11 +43,17 @@ class DataSection(_Section):
     scenario_start: date | None = Field(None, description="The scenario applies from this date on.")
     max_bad_fraction: float = Field(0.05, ge=0, le=1,
                                     description="Stop when a table quarantines more than this share.")
+    simulate_until: date | None = Field(
+        None, description="Simulate the world up to this later date but keep only what happened before "
+                          "end_date: moving end_date forward then reveals more of the same world (each "
+                          "history is a prefix of the next), as a daily feed would. None: up to end_date.")
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataSection:
         if self.end_date <= self.start_date + timedelta(days=60):
             raise ValueError("end_date must be at least 60 days after start_date")
+        if self.simulate_until is not None and self.simulate_until < self.end_date:
+            raise ValueError("simulate_until must be on or after end_date (or left out)")
         if self.scenario != "none":
             if self.scenario_start is None:
                 raise ValueError("scenario_start is required when scenario is not 'none'")

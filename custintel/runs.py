@@ -41,12 +41,45 @@ def find_run(paths: DataPaths, key: str) -> str | None:
     return None
 
 
+def _started_file(paths: DataPaths) -> Path:
+    return paths.runs / "started.json"
+
+
+def start_run(paths: DataPaths, key: str, resume: bool = True) -> str:
+    """The run id for training inputs `key` that has no recorded run yet: with `resume`, the one an
+    earlier, failed attempt started (so a rerun continues in its directory and reuses its finished
+    steps), else a new one."""
+    started = json.loads(_started_file(paths).read_text()) if _started_file(paths).is_file() else {}
+    run_id = started.get(key)
+    if resume and run_id and paths.run_dir(run_id).is_dir():
+        return run_id
+    run_id = new_run_id()
+    while paths.run_dir(run_id).exists():  # two runs within one second
+        run_id = f"{run_id[:15]}-{int(run_id[16:] or 1) + 1}"
+    started[key] = run_id
+    paths.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+    _atomic_write(_started_file(paths), json.dumps(started, indent=2))
+    return run_id
+
+
 def record_run(paths: DataPaths, key: str, run_id: str) -> None:
+    """Index the finished run under its training key (and mark it the latest)."""
     index = _read_index(paths)
     index[key] = run_id
     paths.runs.mkdir(parents=True, exist_ok=True)
-    _index_file(paths).write_text(json.dumps(index, indent=2))
+    _atomic_write(_index_file(paths), json.dumps(index, indent=2))
+    if _started_file(paths).is_file():
+        started = json.loads(_started_file(paths).read_text())
+        if started.pop(key, None) is not None:
+            _atomic_write(_started_file(paths), json.dumps(started, indent=2))
     (paths.runs / "LATEST").write_text(run_id)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def resolve_run(paths: DataPaths, run_id: str | None) -> Path:

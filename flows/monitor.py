@@ -3,7 +3,9 @@ deployed model, and start the `retrain` flow when the policy (params.yaml drift.
 
     custintel monitor [--no-retrain]
 
-A flow failure posts a (deduplicated) alert and re-raises; alerts never fail the flow.
+A flow failure posts a (deduplicated) alert and re-raises; alerts never fail the flow. A drift episode
+starts at most one retrain per champion (custintel.retrain_trigger): when its challenger is rejected,
+the following days report `retrain_skipped` until the champion changes or the drift clears.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from custintel import alerts
+from custintel import alerts, retrain_trigger
 from custintel.config import Settings, load_settings
 from custintel.steps import features as features_step
 from custintel.steps import ingest as ingest_step
@@ -44,11 +46,23 @@ def monitor(params_path: str = "params.yaml", retrain_on_policy: bool = True, re
     result = {"monitor_run": summary["monitor_run"], "status": summary["status"], "action": summary["action"],
               "reasons": summary["reasons"], "drifted_features": summary["drifted_features"],
               "drifted_share": summary["drifted_share"], "model": summary["model"], "alert": summary["alert"],
-              "data": data, "report": summary["html_path"], "summary": summary["json_path"], "retrain": None}
+              "data": data, "report": summary["html_path"], "summary": summary["json_path"],
+              "retrain": None, "retrain_skipped": None}
+    if summary["status"] == "no_drift":
+        retrain_trigger.end_episode(settings)
     if summary["action"] == "retrain" and retrain_on_policy:
+        earlier = retrain_trigger.earlier_retrain(settings, summary["model"])
+        if earlier is not None:
+            result["retrain_skipped"] = (
+                f"this drift already retrained against {summary['model']} (run {earlier['run_id']}, "
+                f"{earlier['at']}) and the champion stayed; the next retrain waits for a new champion, the "
+                "drift to clear, or the weekly retrain")
+            logger.info("policy says retrain, skipped: %s", result["retrain_skipped"])
+            return result
         from flows.retrain import retrain
 
         logger.info("policy says retrain: %s", "; ".join(summary["reasons"]))
         retrained = retrain(params_path=params_path)
+        retrain_trigger.record(settings, summary["model"], retrained["run_id"])
         result["retrain"] = {"run_id": retrained["run_id"], "promotion": retrained["promotion"]}
     return result

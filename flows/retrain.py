@@ -4,7 +4,12 @@ register -> promote, with Slack-format alerts on drift, promotion and failure.
     custintel retrain             # runs this flow on the local ephemeral Prefect API
 
 Tasks are thin wrappers around custintel.steps; an unchanged rerun reuses data, features and
-the trained run.
+the trained run. `train` and `evaluate` are cached by Prefect (key: the step, the run id and the
+training key, i.e. data version + feature/train settings + seed + code version; results persisted
+under <data_dir>/task-results), so a rerun after a failure in a later step (drift, registration,
+promotion) continues in the same run directory and Prefect reports those tasks as "Cached". Each
+step also leaves a marker in the run directory (trained.json, model_card.md), so a run is never
+trained twice even if the task results are deleted; a missing model forces a recompute.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from custintel import alerts
 from custintel.alerts import send_alert
 from custintel.config import Settings, load_settings
 from custintel.paths import DataPaths
-from custintel.runs import find_run, new_run_id, read_json, record_run, training_key, write_json
+from custintel.runs import find_run, read_json, record_run, start_run, training_key, write_json
 from custintel.steps import evaluate as evaluate_step
 from custintel.steps import features as features_step
 from custintel.steps import ingest as ingest_step
@@ -42,14 +47,31 @@ def feast_apply_and_materialize(settings: Settings) -> dict:
     return {"applied": features_step.feast_apply(settings), **features_step.feast_materialize(settings)}
 
 
-@task(cache_policy=NO_CACHE)
+RESULTS_DIR = "task-results"
+
+
+def run_step_key(context, parameters: dict) -> str:
+    """Prefect cache key of a step of one training run: the step, the run and its training key."""
+    key = training_key(parameters["settings"], parameters["data_version"])
+    return f"{context.task.name}-{Path(parameters['run_dir']).name}-{key}"
+
+
+@task(cache_key_fn=run_step_key, persist_result=True)
 def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
-    return train_step.train(settings, run_dir, data_version)
+    return train_step.finished(run_dir) or train_step.train(settings, run_dir, data_version)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_key_fn=run_step_key, persist_result=True)
 def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
-    return evaluate_step.evaluate(settings, run_dir, data_version)
+    return evaluate_step.finished(run_dir) or evaluate_step.evaluate(settings, run_dir, data_version)
+
+
+def run_step(step, settings: Settings, run_dir: Path, data_version: str, done: bool):
+    """Run a cached step of a training run; returns (result, Prefect state name: "Cached" when
+    reused). `done`: the step's outputs are in the run directory (else its cache is refreshed)."""
+    state = step.with_options(result_storage=settings.data_dir / RESULTS_DIR, refresh_cache=not done)(
+        settings, run_dir, data_version, return_state=True)
+    return state.result(), state.name
 
 
 @task(cache_policy=NO_CACHE)
@@ -93,18 +115,19 @@ def _retrain(settings: Settings, force: bool, logger) -> dict:
     reused = run_id is not None
     if reused:
         logger.info("inputs unchanged since run %s: reusing its model and metrics", run_id)
-        metrics = read_json(paths.run_dir(run_id) / "metrics.json")
     else:
-        run_id = new_run_id()
-        run_dir = paths.run_dir(run_id)
-        train(settings, run_dir, version)
-        metrics = evaluate(settings, run_dir, version)
-        record_run(paths, key, run_id)
+        run_id = start_run(paths, key, resume=not force)
     run_dir = paths.run_dir(run_id)
+    _, train_state = run_step(train, settings, run_dir, version, train_step.finished(run_dir) is not None)
+    metrics, evaluate_state = run_step(evaluate, settings, run_dir, version,
+                                       evaluate_step.finished(run_dir) is not None)
+    logger.info("run %s: train %s, evaluate %s", run_id, train_state, evaluate_state)
+    record_run(paths, key, run_id)
     drift_summary = drift(settings, run_dir)
     decision = register_and_promote(settings, run_dir)
     summary = {
         "run_id": run_id, "reused_run": reused, "data_version": version,
+        "task_states": {"train": train_state, "evaluate": evaluate_state},
         "data_created": data["created"], "features_reused": features["reused"],
         "materialized_until": feast["materialized_until"], "metrics": metrics["model"],
         "baselines": metrics["baselines"], "drift_share": drift_summary["drifted_share"],

@@ -165,3 +165,27 @@ def test_weekly_and_seasonal_patterns_show_in_the_orders(big):
     # December peak above the busier (more customers signed up) January after it; July dip below May
     assert month[pd.Period("2024-12")] > 1.25 * month[pd.Period("2025-01")]
     assert month[pd.Period("2025-07")] < 0.95 * month[pd.Period("2025-05")]
+
+
+def test_advancing_end_date_within_a_simulated_world_reveals_a_prefix(tiny_settings):
+    """With data.simulate_until, the history up to an earlier end_date is exactly the rows of the
+    later one that happened before it (a daily feed of one world), and returns come later."""
+    from datetime import date
+
+    world = tiny_settings.data.model_copy(update={"simulate_until": date(2025, 12, 31)})
+    early = generate(world.model_copy(update={"end_date": date(2025, 11, 1)}), seed=3)
+    late = generate(world.model_copy(update={"end_date": date(2025, 12, 1)}), seed=3)
+    cut = pd.Timestamp("2025-11-01", tz="UTC")
+    assert len(late.orders) > len(early.orders) and len(late.customers) >= len(early.customers)
+    for name, ts in (("customers", "signup_ts"), ("orders", "order_ts"), ("events", "event_ts"),
+                     ("reviews", "review_ts")):
+        before = getattr(late, name)[getattr(late, name)[ts] < cut].reset_index(drop=True)
+        pdt.assert_frame_equal(getattr(early, name), before)
+        assert (getattr(early, name)[ts] < cut).all()
+    lines = early.order_lines.merge(late.order_lines, on="line_id", suffixes=("", "_late"))
+    assert len(lines) == len(early.order_lines)
+    assert (lines["return_ts"].dropna() < cut).all()
+    assert not (lines["returned"] & ~lines["returned_late"]).any()  # nothing is un-returned later
+    # without simulate_until the world is simulated up to end_date: a different draw
+    assert not generate(tiny_settings.data.model_copy(update={"end_date": date(2025, 11, 1)}),
+                        seed=3).orders.equals(early.orders)

@@ -25,3 +25,14 @@ def test_a_bad_cron_is_one_clear_error(tmp_path):
     raw["schedule"] = {"monitor_cron": "daily"}
     with pytest.raises(UserError, match="schedule.*monitor_cron must be a 5-field cron"):
         settings_from_dict(raw)
+
+
+def test_a_drift_episode_retrains_once_per_champion(tiny_settings):
+    from custintel import retrain_trigger
+
+    assert retrain_trigger.earlier_retrain(tiny_settings, "model:a") is None
+    retrain_trigger.record(tiny_settings, "model:a", "run-1")
+    assert retrain_trigger.earlier_retrain(tiny_settings, "model:a")["run_id"] == "run-1"
+    assert retrain_trigger.earlier_retrain(tiny_settings, "model:b") is None  # a new champion: re-armed
+    retrain_trigger.end_episode(tiny_settings)  # the drift cleared
+    assert retrain_trigger.earlier_retrain(tiny_settings, "model:a") is None

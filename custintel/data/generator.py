@@ -421,11 +421,12 @@ def generate_chunks(
     The product catalogue comes from its own stream, once; the first chunk carries it."""
     catalogue = product_catalogue(cfg.n_categories, seed)
     offsets = dict.fromkeys(("customer", "order", "line", "event", "session", "review"), 0)
+    world = cfg.model_copy(update={"end_date": cfg.simulate_until}) if cfg.simulate_until else cfg
     for k, first in enumerate(range(0, cfg.n_customers, chunk_customers)):
-        part = cfg.model_copy(update={"n_customers": min(chunk_customers, cfg.n_customers - first)})
+        part = world.model_copy(update={"n_customers": min(chunk_customers, cfg.n_customers - first)})
         chunk = _simulate_chunk(part, np.random.default_rng([seed, k]), catalogue)
         chunk = _shift_ids(replace(chunk, products=catalogue if k == 0 else catalogue.iloc[:0]), offsets)
-        yield chunk
+        yield cut_at(chunk, _epoch(cfg.end_date)) if cfg.simulate_until else chunk
         offsets = {
             "customer": int(chunk.customers["customer_id"].max()),
             "order": offsets["order"] + len(chunk.orders),
@@ -434,6 +435,24 @@ def generate_chunks(
             "review": offsets["review"] + len(chunk.reviews),
             "session": int(chunk.events["session_id"].max()) if len(chunk.events) else offsets["session"],
         }
+
+
+def cut_at(data: GeneratedData, end_s: float) -> GeneratedData:
+    """What of `data` had happened before `end_s` (epoch seconds): customers signed up, orders, their
+    lines (a return after `end_s` has not happened yet), events and reviews before it. Ids are kept."""
+    end = pd.Timestamp(end_s, unit="s", tz="UTC")
+    customers = data.customers[data.customers["signup_ts"] < end]
+    orders = data.orders[data.orders["order_ts"] < end]
+    lines = data.order_lines[data.order_lines["order_id"].isin(orders["order_id"])].copy()
+    later = lines["return_ts"].notna() & (lines["return_ts"] >= end)
+    lines.loc[later, "returned"] = False
+    lines.loc[later, "return_ts"] = pd.NaT
+    return GeneratedData(
+        customers=customers.reset_index(drop=True), products=data.products,
+        orders=orders.reset_index(drop=True), order_lines=lines.reset_index(drop=True),
+        events=data.events[data.events["event_ts"] < end].reset_index(drop=True),
+        reviews=data.reviews[data.reviews["review_ts"] < end].reset_index(drop=True),
+        truth=data.truth[data.truth["customer_id"].isin(customers["customer_id"])].reset_index(drop=True))
 
 
 def generate(cfg: DataSection, seed: int) -> GeneratedData:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from custintel.errors import UserError
+
 REMOTE_NAME = "storage"
 
 
@@ -59,14 +61,25 @@ def track_and_push(root: Path, target: str = "raw") -> str:
 
 
 def pull(root: Path, target: str = "raw") -> str:
-    """`dvc pull`: fetch the tracked version from the remote and check it out; returns its hash."""
-    repo = _repo(root)
-    try:
-        repo.pull(targets=[str(root / f"{target}.dvc")], force=True)
-    finally:
-        repo.close()
+    """`dvc pull`: fetch the tracked version from the remote and check it out, then check every file's
+    MD5 against the version's manifest (custintel.data.integrity); returns its hash."""
+    from dvc.exceptions import DvcException
+
+    from custintel.data.integrity import verify_checkout
+
     version = data_version(root, target)
     if version is None:
         raise FileNotFoundError(f"{root / (target + '.dvc')} is missing: nothing is versioned yet")
+    repo = _repo(root)
+    try:
+        repo.pull(targets=[str(root / f"{target}.dvc")], force=True)
+    except DvcException as exc:
+        raise UserError(
+            f"`dvc pull` of data version {version} into {root / target} failed: {exc}. The DVC cache and the "
+            "remote lack part of this version (a partial cache or push). Fix: run `dvc fetch` and "
+            f"`dvc pull --force` in {root}, or re-create the data version.") from exc
+    finally:
+        repo.close()
+    verify_checkout(root, version, target)  # DVC trusts cache objects whose size and mtime look unchanged
     return version
 

@@ -100,3 +100,11 @@ def evaluate(settings: Settings, run_dir: Path, data_version: str) -> dict:
     write_json(run_dir / "curves.json", curves)
     metrics["model_card"] = str(write_model_card(settings, run_dir, metrics, curves))
     return metrics
+
+
+def finished(run_dir: Path) -> dict | None:
+    """The metrics of a completed evaluation in `run_dir` (the model card is written last), else None."""
+    card = run_dir / "model_card.md"
+    if not (card.is_file() and (run_dir / "metrics.json").is_file()):
+        return None
+    return {**read_json(run_dir / "metrics.json"), "model_card": str(card)}

@@ -32,7 +32,8 @@ def _origin(settings: Settings) -> dict:
         from custintel.data.importer import origin
 
         return {**origin(settings.source), "importer_version": IMPORTER_VERSION}
-    data = settings.data.model_dump(mode="json", exclude={"max_bad_fraction"})
+    data = settings.data.model_dump(mode="json", exclude={"max_bad_fraction"}
+                                    | ({"simulate_until"} if settings.data.simulate_until is None else set()))
     return {"generator": data, "seed": settings.base.seed, "generator_version": GENERATOR_VERSION}
 
 

@@ -14,6 +14,7 @@ from custintel.paths import DataPaths
 from custintel.runs import training_key, write_json
 
 log = logging.getLogger(__name__)
+DONE_FILE = "trained.json"
 
 
 def load_training_set(settings: Settings) -> pd.DataFrame:
@@ -67,5 +68,15 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
     from custintel.steps.segment import segment_customers
 
     segment_customers(settings, run_dir, predictor)  # segments + tiers are saved with the model
-    return {"run_dir": str(run_dir), "best_params": best.params, "best_val_score": study.best_value,
-            "epochs": epochs}
+    result = {"run_dir": str(run_dir), "best_params": best.params, "best_val_score": study.best_value,
+              "epochs": epochs}
+    write_json(run_dir / DONE_FILE, result)  # written last: the run's training is complete
+    return result
+
+
+def finished(run_dir: Path) -> dict | None:
+    """The result of a completed training in `run_dir` (its model still there), else None."""
+    from custintel.runs import read_json
+
+    done = run_dir / DONE_FILE
+    return read_json(done) if done.is_file() and (run_dir / "model" / "model.json").is_file() else None
