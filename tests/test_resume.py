@@ -24,7 +24,7 @@ from custintel.paths import DataPaths
 from tests.test_end_to_end import ROOT, _receiver
 from tests.test_versioning import _rot
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # Metrics of two trainings on the same data revision with the same seed, on CPU with
 # deterministic=True: equal to the last bit; the tolerance only absorbs JSON float printing.
 METRIC_TOLERANCE = 1e-12

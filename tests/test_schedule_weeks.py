@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import tiny_params
 from tests.test_end_to_end import ROOT, _receiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 START = "2025-04-06T00:00:00+00:00"  # a Sunday; April-May: flat seasonality (custintel.data.seasonality)
 WEEKS = 4
 DRIFT_FROM = "2025-04-30T00:00:00+00:00"  # Wednesday of week 4: the feed carries new_customer_surge
