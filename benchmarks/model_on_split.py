@@ -24,7 +24,8 @@ METRICS = ("churn_auc", "churn_pr_auc", "churn_brier", "value_mae", "value_spear
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a run directory with train/val/holdout.parquet and model/")
+    parser.add_argument("run_dir", type=Path,
+                        help="a run directory with train/val/holdout.parquet and model/")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
@@ -37,7 +38,8 @@ def main() -> None:
     from training.metrics import holdout_metrics
     from training.tune import run_study
 
-    train, val, holdout = (pd.read_parquet(args.run_dir / f"{n}.parquet") for n in ("train", "val", "holdout"))
+    train, val, holdout = (pd.read_parquet(args.run_dir / f"{name}.parquet")
+                           for name in ("train", "val", "holdout"))
     names = json.loads((args.run_dir / "model" / "model.json").read_text())["scaler"]["feature_names"]
     base = load_settings(args.params)
     results: dict[str, list[float]] = {}
@@ -49,7 +51,8 @@ def main() -> None:
             epochs = int(study.best_trial.user_attrs.get("epochs", settings.train.max_epochs))
             predictor = refit(pd.concat([train, val], ignore_index=True), names, study.best_params, epochs,
                               settings)
-            m = holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL], *predictor.predict_arrays(holdout))
+            m = holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL],
+                                *predictor.predict_arrays(holdout))
             print(json.dumps({"seed": seed, **{k: round(m[k], 4) for k in METRICS}, "epochs": epochs,
                               "seconds": round(time.perf_counter() - start)}), flush=True)
             for k in METRICS:
