@@ -5,7 +5,7 @@ study, the refit and the evaluation (LightGBM's seed too) on the same features a
     PYTHONPATH=. python benchmarks/seed_spread.py --seeds 1 2 3 [--params params.yaml]
 
 Prints one JSON line per seed and a final table: mean ± standard deviation per model and metric
-(the oracle's scores do not depend on the seed).
+(the oracle's scores do not depend on the seed). The Feast training set is loaded once and shared.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     from custintel.paths import DataPaths
     from custintel.runtime import configure
     from custintel.steps.evaluate import evaluate
-    from custintel.steps.train import train
+    from custintel.steps.train import load_training_set, train
 
     base = load_settings(args.params)
     configure(base)
@@ -39,11 +39,12 @@ def main() -> None:
     version = data_version(paths.dvc_repo)
     if version is None:
         raise SystemExit("no data yet: run `custintel retrain` first")
+    training_set = load_training_set(base)  # the Feast join once: the same rows for every seed
     results: dict[str, dict[str, list[float]]] = {}
     for seed in args.seeds:
         settings = base.model_copy(update={"base": base.base.model_copy(update={"seed": seed})})
         run_dir = paths.runs / f"seed-spread-{seed}"
-        train(settings, run_dir, version)
+        train(settings, run_dir, version, training_set)
         metrics = evaluate(settings, run_dir, version)
         models = {"model": metrics["model"], **metrics["baselines"], "oracle": metrics.get("oracle")}
         print(json.dumps({"seed": seed, **{name: {k: round(m[k], 4) for k in METRICS}

@@ -186,6 +186,9 @@ class TrainSection(_Section):
     batch_size: int = Field(512, ge=8, description="Batch size when tuning.batch_size is null.")
     num_workers: int = Field(0, ge=0)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="Learning rate over a fit: cosine (annealed to zero over the fit's epochs) "
+                              "or constant.")
     tuning: TuningSection = TuningSection()
 
 

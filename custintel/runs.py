@@ -12,7 +12,7 @@ from custintel.config import Settings
 from custintel.errors import UserError
 from custintel.paths import DataPaths
 
-TRAINING_CODE_VERSION = 5  # bump when training code changes what an unchanged input produces
+TRAINING_CODE_VERSION = 6  # bump when training code changes what an unchanged input produces
 
 
 def new_run_id() -> str:

@@ -73,3 +73,40 @@ def test_scaler_names_missing_features():
     scaler = FeatureScaler(FEATURE_NAMES).fit(_frame([datetime(2024, 1, 1, tzinfo=UTC)]))
     with pytest.raises(KeyError, match="recency_days"):
         scaler.transform(pd.DataFrame({"frequency": [1.0]}))
+
+
+def test_scaler_keeps_the_sign_of_negative_features():
+    frame = _frame([datetime(2024, 1, 1, tzinfo=UTC)])
+    frame["spend_trend_30d"] = np.linspace(-500.0, 500.0, len(frame))
+    x = FeatureScaler(FEATURE_NAMES).fit(frame).transform(frame)[:, FEATURE_NAMES.index("spend_trend_30d")]
+    assert (np.diff(x) > 0).all()  # strictly increasing: falling trends no longer all map to zero
+    assert x[0] == pytest.approx(-x[-1], rel=1e-4)  # symmetric around zero, like the input
+
+
+def test_a_scaler_saved_without_a_transform_keeps_the_clipping_it_was_fitted_with():
+    frame = _frame([datetime(2024, 1, 1, tzinfo=UTC)])
+    frame["spend_trend_30d"] = np.linspace(-500.0, 500.0, len(frame))
+    legacy = FeatureScaler(FEATURE_NAMES, transform="clip_log1p").fit(frame).to_dict()
+    del legacy["transform"]  # model.json files written before the key existed
+    x = FeatureScaler.from_dict(legacy).transform(frame)[:, FEATURE_NAMES.index("spend_trend_30d")]
+    negative = frame["spend_trend_30d"].to_numpy() <= 0
+    assert np.ptp(x[negative]) == 0 and (x[~negative] > x[negative][0]).all()
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_learning_rate_schedule_over_a_fit(schedule):
+    from custintel.config import TrainSection
+    from training.datamodule import CustomerDataModule
+    from training.lightning_module import CustomerModel
+    from training.trainer import make_trainer
+
+    frame = _frame([datetime(2024, 1, 1, tzinfo=UTC)], n=200)
+    dm = CustomerDataModule(frame, frame, FEATURE_NAMES, batch_size=50)
+    model = CustomerModel(n_features=len(FEATURE_NAMES), hidden_dim=8, n_layers=1, lr=1e-3,
+                          lr_schedule=schedule)
+    make_trainer(TrainSection(accelerator="cpu"), max_epochs=2, validate=False).fit(model, datamodule=dm)
+    final_lr = model.trainer.optimizers[0].param_groups[0]["lr"]
+    if schedule == "cosine":  # annealed to zero over the fit's 8 steps
+        assert final_lr == pytest.approx(0.0, abs=1e-9)
+    else:
+        assert final_lr == pytest.approx(1e-3)

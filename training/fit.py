@@ -24,6 +24,7 @@ def refit(train: pd.DataFrame, feature_names: list[str], params: dict, epochs: i
     dm = CustomerDataModule(train, train.iloc[:1], feature_names,
                             params.get("batch_size", settings.train.batch_size), settings.train.num_workers)
     model = CustomerModel(n_features=len(feature_names), spend_log_mean=dm.spend_log_mean,
+                          lr_schedule=settings.train.lr_schedule,
                           **model_params(params))
     make_trainer(settings.train, epochs, validate=False).fit(model, datamodule=dm)
     net = model.net.float().cpu().eval()

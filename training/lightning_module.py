@@ -14,7 +14,7 @@ from training.network import MultiTaskNet, NetConfig, ziln_expected, ziln_loss
 class CustomerModel(pl.LightningModule):
     def __init__(self, n_features: int, hidden_dim: int = 64, n_layers: int = 2, dropout: float = 0.1,
                  lr: float = 1e-3, weight_decay: float = 1e-5, value_loss_weight: float = 1.0,
-                 spend_log_mean: float = 0.0) -> None:
+                 spend_log_mean: float = 0.0, lr_schedule: str = "constant") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = MultiTaskNet(NetConfig(n_features, hidden_dim, n_layers, dropout))
@@ -54,4 +54,10 @@ class CustomerModel(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        return torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant":
+            return optimizer
+        # Annealed per step over the whole fit (max_epochs when tuning, the chosen epochs in the refit).
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -5,12 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# How raw values are compressed before standardisation. "signed_log1p" (sign(x) log1p(|x|)) keeps
+# negative features (30-day trends, review sentiment and embeddings) instead of clipping them to
+# zero as "clip_log1p" did; models saved before the key existed were fitted with "clip_log1p" and
+# keep it, so a saved model always scores with the transform it was trained with.
+SIGNED_LOG1P, CLIP_LOG1P = "signed_log1p", "clip_log1p"
+
 
 class FeatureScaler:
-    """log1p of non-negative features, then standardisation with train-only statistics."""
+    """Signed log1p of every feature (heavy-tailed counts and spends), then standardisation with
+    train-only statistics."""
 
-    def __init__(self, feature_names: list[str]) -> None:
+    def __init__(self, feature_names: list[str], transform: str = SIGNED_LOG1P) -> None:
+        if transform not in (SIGNED_LOG1P, CLIP_LOG1P):
+            raise ValueError(f"unknown scaler transform {transform!r}")
         self.feature_names = list(feature_names)
+        self.transform_name = transform
 
     def fit(self, frame: pd.DataFrame) -> FeatureScaler:
         x = self._log(frame)
@@ -31,15 +41,18 @@ class FeatureScaler:
         missing = [c for c in self.feature_names if c not in frame.columns]
         if missing:
             raise KeyError(f"features missing from input: {missing}")
-        x = frame[self.feature_names].to_numpy(dtype=np.float64, na_value=np.nan)
-        return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None))
+        x = np.nan_to_num(frame[self.feature_names].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
+        if self.transform_name == CLIP_LOG1P:
+            return np.log1p(np.clip(x, 0, None))
+        return np.sign(x) * np.log1p(np.abs(x))
 
     def to_dict(self) -> dict:
-        return {"feature_names": self.feature_names, "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        return {"feature_names": self.feature_names, "transform": self.transform_name,
+                "mean": self.mean_.tolist(), "std": self.std_.tolist()}
 
     @classmethod
     def from_dict(cls, state: dict) -> FeatureScaler:
-        scaler = cls(state["feature_names"])
+        scaler = cls(state["feature_names"], state.get("transform", CLIP_LOG1P))
         scaler.mean_ = np.asarray(state["mean"], dtype=np.float64)
         scaler.std_ = np.asarray(state["std"], dtype=np.float64)
         return scaler

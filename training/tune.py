@@ -54,6 +54,7 @@ def _objective(trial: optuna.Trial, dm: CustomerDataModule, settings: Settings) 
     params = suggest_params(trial, settings)
     dm.batch_size = params["batch_size"]
     model = CustomerModel(n_features=len(dm.scaler.feature_names), spend_log_mean=dm.spend_log_mean,
+                          lr_schedule=settings.train.lr_schedule,
                           **model_params(params))
     stopper = EarlyStopping(monitor="val_score", mode="max", patience=settings.train.patience)
     trainer = make_trainer(settings.train, settings.train.max_epochs,

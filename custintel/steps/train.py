@@ -29,7 +29,10 @@ def load_training_set(settings: Settings) -> pd.DataFrame:
     return feature_store.training_set(feature_store.open_store(settings), labels)
 
 
-def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
+def train(settings: Settings, run_dir: Path, data_version: str,
+          training_set: pd.DataFrame | None = None) -> dict:
+    """`training_set`: the Feast training set when the caller already loaded it (several runs on one
+    data version, e.g. benchmarks/seed_spread.py); loaded here otherwise."""
     import optuna
 
     from custintel.steps.features import built_groups
@@ -41,7 +44,9 @@ def train(settings: Settings, run_dir: Path, data_version: str) -> dict:
 
     paths = DataPaths(settings.data_dir)
     names = feature_names(built_groups(settings))
-    split = time_split(load_training_set(settings), settings.features.horizon_days)
+    if training_set is None:
+        training_set = load_training_set(settings)
+    split = time_split(training_set, settings.features.horizon_days)
     write_json(run_dir / "split.json", split.describe())
     storage = settings.train.tuning.storage or f"sqlite:///{paths.optuna_db}"
     # Same inputs -> same study, so an interrupted study resumes; changed inputs start a new one.
