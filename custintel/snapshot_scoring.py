@@ -6,7 +6,8 @@ formulas run on whole feature blocks instead:
 
 - each batch becomes one (features x rows) float64 block (column copies, no row-major transpose),
   missing values 0 as in the scaler; log1p|x| is computed once (torch, vectorised) and serves both
-  the model's input (log1p of x clipped at 0, standardised, float32) and the segment space (signed
+  the model's input (the scaler's compression: sign(x) log1p|x|, or log1p of x clipped at 0 for older
+  models; standardised, float32) and the segment space (signed
   log, standardised, float64, so the nearest centroid is exactly the one training would pick);
 - the transform and the network (under `torch.inference_mode`) work on cache-sized blocks (`BLOCK_ROWS`),
   one block per worker thread, while a reader thread decodes the next batch;
@@ -27,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from custintel.features.schema import ENTITY_KEY, TIMESTAMP
+from training.scaler import SIGNED_LOG1P
 
 FEW_VALUES = {TIMESTAMP, "value_tier", "segment_id", "segment_name", "action", "model_version"}
 BLOCK_ROWS = 8_192  # rows transformed and scored at a time: the block and activations stay in cache
@@ -54,6 +56,7 @@ class BlockTransform:
 
         scaler, segmenter = model.predictor.scaler, model.segmenter
         self.n_model = len(scaler.feature_names)  # the model's features come first in `columns`
+        self.signed = scaler.transform_name == SIGNED_LOG1P  # else clip_log1p (models saved before it)
         self.mean = torch.as_tensor(np.asarray(scaler.mean_, dtype=np.float64))[:, None]
         self.std = torch.as_tensor(np.asarray(scaler.std_, dtype=np.float64))[:, None]
         self.segmenter = segmenter
@@ -74,7 +77,10 @@ class BlockTransform:
             space = torch.copysign(log.index_select(0, rows), x.index_select(0, rows))
         space.sub_(self.segment_mean).div_(self.segment_std)
         centroid = self.segmenter.nearest(space.numpy().T)
-        scaled = log[:self.n_model].masked_fill_(x[:self.n_model] < 0, 0.0)  # log1p(max(x, 0))
+        if self.signed:  # FeatureScaler: sign(x) * log1p|x|
+            scaled = log[:self.n_model].copysign_(x[:self.n_model])
+        else:  # clip_log1p: log1p(max(x, 0))
+            scaled = log[:self.n_model].masked_fill_(x[:self.n_model] < 0, 0.0)
         scaled.sub_(self.mean).div_(self.std)
         return scaled.to(torch.float32).T, centroid
 

@@ -114,7 +114,8 @@ def _offline_table(path: Path, customers: int = 3000, statistics: bool = True) -
     return ["orders", "spend", "trend", "rate"]
 
 
-def _model(features: pd.DataFrame, names: list[str], segment_names: list[str]):
+def _model(features: pd.DataFrame, names: list[str], segment_names: list[str],
+           transform: str = "signed_log1p"):
     import torch
 
     from training.network import MultiTaskNet, NetConfig
@@ -126,7 +127,7 @@ def _model(features: pd.DataFrame, names: list[str], segment_names: list[str]):
     torch.manual_seed(0)
     cfg = NetConfig(n_features=len(names), hidden_dim=16, n_layers=2, dropout=0.0)
     predictor = Predictor(net=MultiTaskNet(cfg).eval(), net_config=cfg,
-                          scaler=FeatureScaler(names).fit(features))
+                          scaler=FeatureScaler(names, transform).fit(features))
     churn, spend = predictor.predict_arrays(features)
     segmenter, _ = fit_segmenter(features, segment_names, 0, 4, (3, 8), None, 0.5, churn, spend)
     tiers = fit_tiers(spend, ("low", "mid", "high"), 0.5, (0.5, 0.8))
@@ -135,7 +136,8 @@ def _model(features: pd.DataFrame, names: list[str], segment_names: list[str]):
 
 @pytest.mark.parametrize("segments", ["same", "reordered_subset", "extra_column"])
 @pytest.mark.parametrize("statistics", [True, False])
-def test_fast_path_equals_the_straightforward_path(tmp_path, segments, statistics):
+@pytest.mark.parametrize("transform", ["signed_log1p", "clip_log1p"])  # clip: models saved before signed
+def test_fast_path_equals_the_straightforward_path(tmp_path, segments, statistics, transform):
     from custintel.batch_scoring import score_snapshot
     from custintel.config import DEFAULT_PLAYBOOK
 
@@ -144,7 +146,7 @@ def test_fast_path_equals_the_straightforward_path(tmp_path, segments, statistic
     model_names = names[:-1] if segments == "extra_column" else names
     segment_names = {"same": names, "reordered_subset": names[::-1][:3], "extra_column": names}[segments]
     customers = read_latest_snapshot(path)
-    model = _model(customers, model_names, segment_names)
+    model = _model(customers, model_names, segment_names, transform)
 
     out = tmp_path / "scores.parquet"
     summary = score_snapshot(path, model, DEFAULT_PLAYBOOK, out, batch_rows=500)

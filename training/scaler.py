@@ -34,14 +34,18 @@ class FeatureScaler:
     def transform_array(self, x: np.ndarray) -> np.ndarray:
         """transform of a float64 matrix whose columns are `feature_names` (NaN = missing), without
         pandas (the online serving path)."""
-        logged = np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None))
-        return ((logged - self.mean_) / self.std_).astype(np.float32)
+        return ((self._compress(x) - self.mean_) / self.std_).astype(np.float32)
 
     def _log(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in frame.columns]
         if missing:
             raise KeyError(f"features missing from input: {missing}")
-        x = np.nan_to_num(frame[self.feature_names].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
+        return self._compress(frame[self.feature_names].to_numpy(dtype=np.float64, na_value=np.nan))
+
+    def _compress(self, x: np.ndarray) -> np.ndarray:
+        """The one implementation of the value compression (missing values count as 0); the batch
+        scorer's torch block transform (custintel.snapshot_scoring) is tested equal to it."""
+        x = np.nan_to_num(x, nan=0.0)
         if self.transform_name == CLIP_LOG1P:
             return np.log1p(np.clip(x, 0, None))
         return np.sign(x) * np.log1p(np.abs(x))
