@@ -5,11 +5,9 @@ run, alert (deduplicated) and say what the policy wants.
     custintel monitor-runs       # past runs from <data_dir>/monitoring/index.jsonl
 
 Reference: a sample (drift.sample_size rows) of the newest snapshot of the data the model was trained
-on, saved as reference.parquet in its run directory; once a later retrain has kept the champion (its
-challenger lost on that run's newer holdout), that run's reference instead (_validated_run).
-That is the population the model was deployed to score; the whole training window is not, because
-a customer base ages (tenure, recency and lifetime counts of the no-drift data move by up to
-1.6 std-devs over the training year).
+on, saved as reference.parquet in its run directory. That is the population the model was deployed
+to score; the whole training window is not, because a customer base ages (tenure, recency and
+lifetime counts of the no-drift data move by up to 1.6 std-devs over the training year).
 Current: every customer of the newest snapshot of the offline store.
 Model: the champion; without one yet, the given (or latest) run's model.
 """
@@ -100,33 +98,6 @@ def _trained_on_current_data(settings: Settings, run_dir: Path) -> bool:
     return trained_on is not None and trained_on == _current_data_version(DataPaths(settings.data_dir))
 
 
-def _validated_run(paths: DataPaths, champion: str | None, model_run: Path) -> Path:
-    """The run whose reference stands for the champion's population: the newest (by reference
-    snapshot) run whose retrain kept `champion` (its challenger lost on that run's fresh holdout, so
-    the champion was checked on that newer population) and saved a reference; else the champion's
-    own run. A customer base ages a day a day (tenure, days since the first order), so a reference
-    frozen at the champion's training would flag ageing weeks later although the weekly retrain has
-    validated the champion on newer data since."""
-    if champion is None:
-        return model_run
-    best, best_at = model_run, _reference_snapshot(model_run)
-    for decision_file in paths.runs.glob("*/promotion.json"):
-        run = decision_file.parent
-        decision = json.loads(decision_file.read_text())
-        if decision.get("champion_before") != champion or decision.get("promoted"):
-            continue
-        at = _reference_snapshot(run)
-        if at is not None and (best_at is None or at > best_at):
-            best, best_at = run, at
-    return best
-
-
-def _reference_snapshot(run: Path) -> pd.Timestamp | None:
-    meta = run / REFERENCE_META
-    snapshot = json.loads(meta.read_text()).get("snapshot") if meta.is_file() else None
-    return pd.Timestamp(snapshot) if snapshot and (run / REFERENCE_FILE).is_file() else None
-
-
 def _reference(settings: Settings, model_run: Path) -> tuple[pd.DataFrame, dict, list[str]]:
     notes: list[str] = []
     if not (model_run / REFERENCE_FILE).is_file():
@@ -157,11 +128,7 @@ def gather(settings: Settings, run_dir: Path | None = None) -> tuple[MonitorInpu
 
     paths = DataPaths(settings.data_dir)
     model, predictor, model_run = _model(settings, run_dir)
-    reference_run = _validated_run(paths, registry.champion_tag(paths), model_run)
-    reference, meta, notes = _reference(settings, reference_run)
-    if reference_run != model_run:
-        notes.append(f"reference from run {reference_run.name}, whose retrain kept the champion (validated "
-                     f"on that newer population)")
+    reference, meta, notes = _reference(settings, model_run)
     current = _snapshot(paths.features_file) if paths.features_file.is_file() else pd.DataFrame()
     features = [f for f in feature_names(built_groups(settings)) if f in predictor.feature_names] \
         or predictor.feature_names
@@ -180,8 +147,7 @@ def gather(settings: Settings, run_dir: Path | None = None) -> tuple[MonitorInpu
         matured=_matured(paths, meta.get("snapshot"), newest) if newest is not None else None,
         target_reference=pd.read_parquet(holdout) if holdout.is_file() else None, baseline=baseline,
         notes=notes)
-    source = {"model": model, "model_run": model_run.name, "reference_run": reference_run.name,
-              "reference_snapshot": meta.get("snapshot"),
+    source = {"model": model, "model_run": model_run.name, "reference_snapshot": meta.get("snapshot"),
               "current_snapshot": str(newest) if newest is not None else None}
     return inputs, source
 
