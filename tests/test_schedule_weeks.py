@@ -45,9 +45,12 @@ def weeks(tmp_path_factory):
     raw["train"]["max_epochs"] = 1
     raw["train"]["tuning"]["n_trials"] = 1
     raw["promote"]["build_bento"] = False  # bundles are tested in test_lifecycle
-    # PSI 0.25 ("a significant shift"; default 0.1): with 300 customers the 7- and 30-day browsing counts
-    # of a stationary shop cross PSI 0.1 within days (README: Drift monitoring)
-    raw["drift"].update(report_sample=200, report_features=4, importance_rows=200, psi_threshold=0.25)
+    # PSI 0.25 ("a significant shift"; default 0.1) and Wasserstein 0.25 std-devs (default 0.1): with 300
+    # customers the 7- and 30-day browsing counts of a stationary shop cross the defaults within days
+    # (two samples of 300 differ by ~0.1 std-devs by chance; the quantile PSI has its own significance
+    # floor, the Wasserstein distance has none: README: Drift monitoring)
+    raw["drift"].update(report_sample=200, report_features=4, importance_rows=200, psi_threshold=0.25,
+                        wasserstein_threshold=0.25)
     raw["alerts"]["min_interval_s"] = 0  # simulated days pass in seconds; rate limits: test_alerts
     spec = {"params": raw, "workdir": str(tmp), "start": START, "weeks": WEEKS,
             "drift_from": DRIFT_FROM, "scenario": "new_customer_surge",
