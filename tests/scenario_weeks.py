@@ -78,7 +78,10 @@ def main(spec: dict) -> None:
                 result = monitor(params_path=str(params))
                 row.update(status=result["status"], action=result["action"], alert=result["alert"],
                            drifted=result["drifted_features"], data_version=result["data"]["data_version"],
-                           retrain=result["retrain"], retrain_skipped=result["retrain_skipped"])
+                           retrain=result["retrain"], retrain_skipped=result["retrain_skipped"],
+                           drifted_predictions=sorted(
+                               name for name, r in json.loads(Path(result["summary"]).read_text())[
+                                   "prediction_drift"].items() if r["drifted"]))
             else:
                 result = retrain(params_path=str(params))
                 row.update(run_id=result["run_id"], data_version=result["data_version"],
