@@ -200,7 +200,7 @@ def _redis_params(params: Path, tmp: Path, stack: ExitStack) -> Path:
 
     from custintel.server import free_port
     from tests.conftest import start_redis, stop_redis
-    from tests.servable import serving_env
+    from tests.servable import materialize_in_child
 
     workdir = tmp / "redis"
     workdir.mkdir(exist_ok=True)
@@ -210,12 +210,7 @@ def _redis_params(params: Path, tmp: Path, stack: ExitStack) -> Path:
     raw["feature_store"] = {**raw["feature_store"], "online_store": "redis", "redis_url": url}
     redis_params = tmp / "params-redis.yaml"
     redis_params.write_text(yaml.safe_dump(raw))
-    script = ("import sys; from custintel.config import load_settings; "
-              "from custintel.runtime import configure; "
-              "from custintel.steps.features import feast_materialize; s = load_settings(sys.argv[1]); "
-              "configure(s); feast_materialize(s)")
-    done = subprocess.run([sys.executable, "-c", script, str(redis_params)], capture_output=True, text=True,
-                          cwd=ROOT, env=serving_env(redis_params), timeout=1200)
+    done = materialize_in_child(redis_params)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return redis_params

@@ -72,3 +72,17 @@ def running_server(params_file: Path, extra_env: dict[str, str] | None = None, n
         yield url
     finally:
         server.stop(proc)
+
+
+def materialize_in_child(params_file: Path, timeout_s: int = 1200):
+    """Materialize `params_file`'s Feast online store in a child process (BENTOML_HOME and friends are
+    set per data dir, as for a server); returns the CompletedProcess."""
+    import subprocess
+
+    script = ("import sys; from custintel.config import load_settings; "
+              "from custintel.runtime import configure; "
+              "from custintel.steps.features import feast_materialize; s = load_settings(sys.argv[1]); "
+              "configure(s); feast_materialize(s)")
+    return subprocess.run([sys.executable, "-c", script, str(params_file)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, env=serving_env(params_file),
+                          timeout=timeout_s)

@@ -5,8 +5,6 @@ the SQLite store's file missing then restored."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 
 import httpx
@@ -16,8 +14,8 @@ import yaml
 from custintel.config import load_settings
 from custintel.paths import DataPaths
 from custintel.server import free_port
-from tests.conftest import PROJECT_ROOT, redis_executable, start_redis, stop_redis
-from tests.servable import running_server, serving_env
+from tests.conftest import redis_executable, start_redis, stop_redis
+from tests.servable import materialize_in_child, running_server
 
 
 def _until(check, timeout_s: float = 60.0):
@@ -40,12 +38,7 @@ def test_redis_down_gives_503_and_serving_recovers_when_it_is_back(servable, tmp
                                                     "online_store": "redis", "redis_url": url}}
         params = servable["params"].parent / "params-redis.yaml"
         params.write_text(yaml.safe_dump(raw))
-        script = ("import sys; from custintel.config import load_settings; "
-                  "from custintel.runtime import configure; "
-                  "from custintel.steps.features import feast_materialize; s = load_settings(sys.argv[1]); "
-                  "configure(s); feast_materialize(s)")
-        done = subprocess.run([sys.executable, "-c", script, str(params)], capture_output=True, text=True,
-                              cwd=PROJECT_ROOT, env=serving_env(params), timeout=600)
+        done = materialize_in_child(params, timeout_s=600)
         assert done.returncode == 0, done.stderr[-3000:]
         with running_server(params, name="serve-redis") as server_url:
             def predict():
