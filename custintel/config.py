@@ -279,6 +279,9 @@ class DriftSection(_Section):
     psi_threshold: float = Field(0.1, gt=0, description="Categorical features drift at this PSI over values.")
     psi_alpha: float = Field(0.0001, gt=0, lt=1, description="Small samples: a PSI threshold is raised to "
                                                             "what no drift exceeds with this probability.")
+    wasserstein_alpha: float = Field(0.0001, gt=0, lt=1,
+                                     description="Small samples: the Wasserstein threshold is raised to what "
+                                                 "no drift exceeds with about this probability.")
     report_sample: int = Field(5000, ge=100, description="Rows per side in the Evidently HTML report.")
     report_features: int = Field(12, ge=1, description="Features (most drifted first) in the HTML report.")
     importance_rows: int = Field(2000, ge=100, description="Reference rows for the permutation importance.")
@@ -341,6 +344,12 @@ class ScheduleSection(_Section):
     monitor_cron: str = Field("0 6 * * *", description="The monitor flow (it retrains when the policy "
                                                        "says so).")
     retrain_cron: str = Field("0 3 * * 0", description="The retrain flow.")
+    task_retries: int = Field(3, ge=0, le=10, description="Retries of a flaky flow task (data pull, Feast "
+                                                        "write, monitoring run, batch scoring); a "
+                                                        "UserError is never retried.")
+    retry_backoff_s: float = Field(2.0, ge=0, description="Wait before the first retry; doubles after each.")
+    retry_jitter: float = Field(0.5, ge=0, le=1, description="Each wait is stretched by a random share of "
+                                                            "itself up to this (0: exact waits).")
 
     @model_validator(mode="after")
     def _five_fields(self) -> ScheduleSection:

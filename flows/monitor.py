@@ -18,16 +18,17 @@ from custintel.config import Settings, load_settings
 from custintel.steps import features as features_step
 from custintel.steps import ingest as ingest_step
 from custintel.steps import monitor as monitor_step
+from flows.retry_policy import with_retries
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE)
 def refresh_data(settings: Settings) -> dict:
     data = ingest_step.ingest(settings)
     built = features_step.build_features(settings, data["data_version"], force=False)
     return {"data_version": data["data_version"], "features_reused": built["reused"]}
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE)
 def monitoring_run(settings: Settings) -> dict:
     return monitor_step.monitor(settings)
 
@@ -37,8 +38,8 @@ def monitor(params_path: str = "params.yaml", retrain_on_policy: bool = True, re
     settings = load_settings(params_path)
     logger = get_run_logger()
     try:
-        data = refresh_data(settings) if refresh else None
-        summary = monitoring_run(settings)
+        data = with_retries(refresh_data, settings)(settings) if refresh else None
+        summary = with_retries(monitoring_run, settings)(settings)
     except Exception as exc:
         alerts.flow_failed(settings, "monitor", exc)
         raise

@@ -30,9 +30,10 @@ from custintel.steps import features as features_step
 from custintel.steps import ingest as ingest_step
 from custintel.steps import monitor, promote
 from custintel.steps import train as train_step
+from flows.retry_policy import with_retries
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE)
 def ingest(settings: Settings) -> dict:
     return ingest_step.ingest(settings)
 
@@ -42,7 +43,7 @@ def build_features(settings: Settings, data_version: str, force: bool) -> dict:
     return features_step.build_features(settings, data_version, force=force)
 
 
-@task(cache_policy=NO_CACHE, retries=1)
+@task(cache_policy=NO_CACHE)
 def feast_apply_and_materialize(settings: Settings) -> dict:
     return {"applied": features_step.feast_apply(settings), **features_step.feast_materialize(settings)}
 
@@ -106,10 +107,10 @@ def retrain(params_path: str = "params.yaml", force: bool = False) -> dict:
 
 def _retrain(settings: Settings, force: bool, logger) -> dict:
     paths = DataPaths(settings.data_dir)
-    data = ingest(settings)
+    data = with_retries(ingest, settings)(settings)
     version = data["data_version"]
     features = build_features(settings, version, force)
-    feast = feast_apply_and_materialize(settings)
+    feast = with_retries(feast_apply_and_materialize, settings)(settings)
     key = training_key(settings, version)
     run_id = None if force else find_run(paths, key)
     reused = run_id is not None

@@ -15,9 +15,10 @@ from prefect.cache_policies import NO_CACHE
 
 from custintel.batch_scoring import score_batch as score_batch_step
 from custintel.config import Settings, load_settings
+from flows.retry_policy import with_retries
 
 
-@task(cache_policy=NO_CACHE, retries=1)
+@task(cache_policy=NO_CACHE)
 def score_all_customers(settings: Settings, out: Path, model_tag: str | None = None) -> dict:
     return score_batch_step(settings, out, model_tag)
 
@@ -26,5 +27,5 @@ def score_all_customers(settings: Settings, out: Path, model_tag: str | None = N
 def score_batch(params_path: str = "params.yaml", out: str | None = None,
                 model_tag: str | None = None) -> dict:
     settings = load_settings(params_path)
-    return score_all_customers(settings, Path(out) if out else settings.data_dir / "batch_scores.parquet",
-                               model_tag)
+    target = Path(out) if out else settings.data_dir / "batch_scores.parquet"
+    return with_retries(score_all_customers, settings)(settings, target, model_tag)

@@ -31,6 +31,7 @@ def tiny_params(data_dir: Path, n_customers: int = 300) -> dict:
     raw["train"]["tuning"]["n_trials"] = 2
     raw["drift"]["sample_size"] = 1000
     raw["promote"].update(SMALL_RUN_PROMOTE)
+    raw["schedule"]["retry_backoff_s"] = 0.1  # a test that breaks a flaky task waits 0.1/0.2/0.4 s, not 2/4/8
     return raw
 
 
