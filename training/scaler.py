@@ -12,6 +12,12 @@ import pandas as pd
 SIGNED_LOG1P, CLIP_LOG1P = "signed_log1p", "clip_log1p"
 
 
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log1p(|x|): the compression of heavy-tailed counts and spends that keeps the sign
+    (the model's scaler and the segmenter's space both use it)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
 class FeatureScaler:
     """Signed log1p of every feature (heavy-tailed counts and spends), then standardisation with
     train-only statistics."""
@@ -48,7 +54,7 @@ class FeatureScaler:
         x = np.nan_to_num(x, nan=0.0)
         if self.transform_name == CLIP_LOG1P:
             return np.log1p(np.clip(x, 0, None))
-        return np.sign(x) * np.log1p(np.abs(x))
+        return signed_log1p(x)
 
     def to_dict(self) -> dict:
         return {"feature_names": self.feature_names, "transform": self.transform_name,

@@ -20,15 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.scaler import signed_log1p
+
 SEGMENTS_FILE = "segments.json"
 
 
 def _transform(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    return _signed_log(frame[names].to_numpy(dtype=np.float64, na_value=0.0))
-
-
-def _signed_log(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
+    return signed_log1p(frame[names].to_numpy(dtype=np.float64, na_value=0.0))
 
 
 @dataclass
@@ -58,7 +56,7 @@ class Segmenter:
         NaN = missing), without pandas (the online serving path)."""
         picked = x[:, positions]
         picked = np.where(np.isnan(picked), 0.0, picked)
-        return np.asarray(self.ids)[self.nearest((_signed_log(picked) - self.mean) / self.std)]
+        return np.asarray(self.ids)[self.nearest((signed_log1p(picked) - self.mean) / self.std)]
 
     def nearest(self, x: np.ndarray) -> np.ndarray:
         """Index of the nearest centroid of each row of `x` (rows already in `space`)."""
