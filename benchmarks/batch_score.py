@@ -108,8 +108,10 @@ def run_path(path: str, data_dir: Path, model_dir: Path, out: Path) -> None:
     from training.segments import Segmenter
     from training.tiers import ValueTiers
 
-    model = ScoringModel(Predictor.load(model_dir), ValueTiers.load(model_dir), Segmenter.load(model_dir),
-                         "benchmark:model")
+    predictor = Predictor.load(model_dir)
+    if path in ("batch", "net_only"):  # as `custintel score-batch` loads it (ScoringModel.load)
+        predictor.freeze()
+    model = ScoringModel(predictor, ValueTiers.load(model_dir), Segmenter.load(model_dir), "benchmark:model")
     features_file = DataPaths(data_dir).features_file
     net_input = None
     if path == "net_only":  # as many rows as the newest snapshot has

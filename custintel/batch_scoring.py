@@ -56,7 +56,7 @@ class ScoringModel:
         if tiers is None or segmenter is None:
             raise UserError(f"Model {tag} has no value tiers or segments saved with it; retrain it with "
                             "`custintel retrain` to batch-score with this version.")
-        return cls(Predictor.load(directory), tiers, segmenter, tag)
+        return cls(Predictor.load(directory).freeze(), tiers, segmenter, tag)
 
 
 def read_latest_snapshot(features_file: Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -45,7 +45,7 @@ class OnlineScorer:
         from training.tiers import ValueTiers
 
         model_dir = registry.verified_model_path(tag)  # refuses tampered artifacts
-        store, predictor = feature_store.open_store(settings), Predictor.load(model_dir)
+        store, predictor = feature_store.open_store(settings), Predictor.load(model_dir).freeze()
         served = feature_store.service_feature_names(store)
         lacking = [name for name in predictor.feature_names if name not in served]
         if lacking:

@@ -69,6 +69,32 @@ def test_scaler_round_trip_and_predictor_save_load(tmp_path):
     assert ((churn >= 0) & (churn <= 1)).all() and (spend >= 0).all()
 
 
+@pytest.mark.parametrize("layers", [1, 3])
+def test_a_frozen_predictor_scores_exactly_as_the_module(layers):
+    """freeze() (serving, batch scoring) traces the net into one TorchScript graph: same outputs, bit for
+    bit, at any batch size and on rows with missing values, and it really runs the graph."""
+    frame = _frame([datetime(2024, 1, 1, tzinfo=UTC)], n=300, seed=layers)
+    frame.loc[::7, FEATURE_NAMES[:5]] = np.nan
+    cfg = NetConfig(n_features=len(FEATURE_NAMES), hidden_dim=32, n_layers=layers, dropout=0.2)
+    torch.manual_seed(layers)
+    eager = Predictor(net=MultiTaskNet(cfg), net_config=cfg, scaler=FeatureScaler(FEATURE_NAMES).fit(frame))
+    frozen = Predictor(net=MultiTaskNet(cfg), net_config=cfg, scaler=eager.scaler)
+    frozen.net.load_state_dict(eager.net.state_dict())
+    assert frozen.freeze() is frozen and frozen._graph is not None
+    for rows in (1, 2, 100, 300, 1, 57):
+        for a, b in zip(eager.predict_arrays(frame.iloc[:rows]), frozen.predict_arrays(frame.iloc[:rows]),
+                        strict=True):
+            assert np.array_equal(a, b)
+    def refuse(x):
+        raise AssertionError("the eager module ran")
+
+    frozen.net.forward = refuse  # the graph runs without calling the module's Python forward
+    frozen.predict_arrays(frame)
+    with pytest.raises(AssertionError, match="eager module ran"):
+        eager.net.forward = refuse
+        eager.predict_arrays(frame)
+
+
 def test_scaler_names_missing_features():
     scaler = FeatureScaler(FEATURE_NAMES).fit(_frame([datetime(2024, 1, 1, tzinfo=UTC)]))
     with pytest.raises(KeyError, match="recency_days"):
