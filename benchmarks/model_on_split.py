@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-METRICS = ("churn_auc", "churn_pr_auc", "churn_brier", "value_mae", "value_spearman", "value_gini",
-           "value_top10_capture")
+from benchmarks.seed_table import SeedTable, rounded
 
 
 def main() -> None:
@@ -52,13 +50,11 @@ def main() -> None:
     saved = json.loads((args.run_dir / "model" / "model.json").read_text())
     names = saved["scaler"]["feature_names"]
     base = load_settings(args.params)
-    results: dict[str, dict[str, list[float]]] = {}
+    results = SeedTable()
 
     def report(model: str, seed: int, metrics: dict, **extra) -> None:
-        rounded = {k: round(metrics[k], 4) for k in METRICS}
-        print(json.dumps({"model": model, "seed": seed, **rounded, **extra}), flush=True)
-        for k in METRICS:
-            results.setdefault(model, {}).setdefault(k, []).append(metrics[k])
+        print(json.dumps({"model": model, "seed": seed, **rounded(metrics), **extra}), flush=True)
+        results.add(model, metrics)
 
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
@@ -79,9 +75,7 @@ def main() -> None:
                 scores = lightgbm_baseline(train, val, holdout, names, seed)
                 report("lightgbm", seed, holdout_metrics(holdout[CHURN_LABEL], holdout[VALUE_LABEL], *scores))
     print(f"\n{len(args.seeds)} seeds {args.seeds} on {args.run_dir}: mean ± std")
-    for model, by_metric in results.items():
-        for k, v in by_metric.items():
-            print(f"{model} {k}: {statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.4f}")
+    print(results.markdown())
 
 
 if __name__ == "__main__":

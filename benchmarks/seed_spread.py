@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
-METRICS = ("churn_auc", "churn_pr_auc", "churn_brier", "value_mae", "value_spearman", "value_gini",
-           "value_top10_capture")
+from benchmarks.seed_table import SeedTable, rounded
 
 
 def main() -> None:
@@ -40,26 +38,19 @@ def main() -> None:
     if version is None:
         raise SystemExit("no data yet: run `custintel retrain` first")
     training_set = load_training_set(base)  # the Feast join once: the same rows for every seed
-    results: dict[str, dict[str, list[float]]] = {}
+    results = SeedTable()
     for seed in args.seeds:
         settings = base.model_copy(update={"base": base.base.model_copy(update={"seed": seed})})
         run_dir = paths.runs / f"seed-spread-{seed}"
         train(settings, run_dir, version, training_set)
         metrics = evaluate(settings, run_dir, version)
         models = {"model": metrics["model"], **metrics["baselines"], "oracle": metrics.get("oracle")}
-        print(json.dumps({"seed": seed, **{name: {k: round(m[k], 4) for k in METRICS}
-                                            for name, m in models.items() if m}}), flush=True)
+        print(json.dumps({"seed": seed, **{name: rounded(m) for name, m in models.items() if m}}), flush=True)
         for name, m in models.items():
             if m:
-                for k in METRICS:
-                    results.setdefault(name, {}).setdefault(k, []).append(m[k])
+                results.add(name, m)
     print(f"\n{len(args.seeds)} seeds {args.seeds}, data version {version[:12]}: mean ± std")
-    print("| model | " + " | ".join(METRICS) + " |")
-    print("|---" * (len(METRICS) + 1) + "|")
-    for name, by_metric in results.items():
-        cells = [f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.4f}"
-                 for v in by_metric.values()]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(results.markdown())
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
     python benchmarks/train_speed.py --data-dir data --trials 8 --pruners median none
     python benchmarks/train_speed.py --training-set TS.parquet --accelerators cpu gpu
+    python benchmarks/train_speed.py --training-set TS.parquet --accelerators gpu cpu \
+        --epoch-batch-sizes 512 2048 8192
 
 --data-dir joins the offline features and labels that `custintel retrain` wrote there (the rows
 Feast's point-in-time join returns); TS.parquet is a Feast training set written by
 `--export TS.parquet`. For each accelerator and pruner it runs the same Optuna study (TPE, same
 seed) and the refit of the best trial, and prints wall times, trials/minute, epochs run, seconds
-per epoch and holdout metrics; with both pruners, the time the median pruner saved.
+per epoch and holdout metrics; with both pruners, the time the median pruner saved. With
+--epoch-batch-sizes it instead times the refit path alone (a fixed 3 x 128 net, 3 epochs after a
+1-epoch warm-up on 5,000 rows) per accelerator and batch size: where a GPU starts to pay.
 """
 
 from __future__ import annotations
@@ -61,6 +65,24 @@ def _run(training_set: pd.DataFrame, settings, accelerator: str, trials: int, pr
     }
 
 
+def _epoch_seconds(training_set: pd.DataFrame, settings, accelerator: str, batch_size: int) -> dict:
+    from training.datamodule import time_split
+    from training.fit import refit
+
+    names = [name for name in FEATURE_NAMES if name in training_set.columns]
+    split = time_split(training_set, settings.features.horizon_days)
+    train = pd.concat([split.train, split.val], ignore_index=True)
+    train_cfg = settings.train.model_copy(update={"accelerator": accelerator})
+    settings = settings.model_copy(update={"train": train_cfg})
+    params = {"hidden_dim": 128, "n_layers": 3, "dropout": 0.1, "lr": 3e-3, "weight_decay": 1e-5,
+              "value_loss_weight": 1.0, "batch_size": batch_size}
+    refit(train.iloc[:5000], names, params, 1, settings)  # warm-up (CUDA context, kernels)
+    started = time.perf_counter()
+    refit(train, names, params, 3, settings)
+    return {"accelerator": accelerator, "batch_size": batch_size, "rows": len(train),
+            "s_per_epoch": round((time.perf_counter() - started) / 3, 2)}
+
+
 def _from_data_dir(data_dir: Path) -> pd.DataFrame:
     keys = [ENTITY_KEY, TIMESTAMP]
     labels = pd.read_parquet(data_dir / "offline" / "customer_labels.parquet")
@@ -77,6 +99,8 @@ def main() -> None:
     parser.add_argument("--accelerators", nargs="+", default=["cpu"])
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--epoch-batch-sizes", type=int, nargs="+",
+                        help="time refit epochs per accelerator at these batch sizes (no study)")
     args = parser.parse_args()
     settings = load_settings(args.params)
     if args.export:
@@ -87,6 +111,11 @@ def main() -> None:
         load_training_set(settings).to_parquet(args.export, index=False)
         return
     training_set = _from_data_dir(args.data_dir) if args.data_dir else pd.read_parquet(args.training_set)
+    if args.epoch_batch_sizes:
+        for accelerator in args.accelerators:
+            for batch_size in args.epoch_batch_sizes:
+                print(json.dumps(_epoch_seconds(training_set, settings, accelerator, batch_size)), flush=True)
+        return
     for accelerator in args.accelerators:
         results = {}
         for pruner in args.pruners:

@@ -9,6 +9,7 @@ feature names, TTLs, table names / Redis hash fields and the entity-key prefix o
 - SQLite: one statement for all views (a VALUES list of the requested keys joined on each view's
   table; `UNION ALL` over views) on a persistent read-only connection per thread;
 - Redis: one pipeline of one HMGET per customer with the fields of every view;
+- 32 customers or more: two halves, the second read on a helper thread (`_SplitReads`);
 - one customer (the common serving call): the key's rows as tuples from one `UNION ALL` statement
   (SQLite) or one HMGET without a pipeline (Redis), doubles unpacked with `struct`, and the
   DataFrame built from cached axes and block placements (`_Frames`);
@@ -37,7 +38,7 @@ from custintel.features.schema import ENTITY_KEY
 
 _DOUBLE_TAG, _FLOAT_TAG = 0x29, 0x35  # ValueProto double_val (field 5, fixed64), float_val (6, fixed32)
 _MAX_KEYS_PER_STATEMENT = 5_000  # two bound parameters per key; SQLite allows 32,766
-_PARALLEL_MIN_KEYS = 32  # SQLite: a read of this many keys or more is split over two threads
+_PARALLEL_MIN_KEYS = 32  # a read of this many keys or more is split over two threads (_SplitReads)
 _SQLITE_MMAP_BYTES = 1 << 30
 _SQLITE_CACHE_KIB = 256 * 1024
 _unpack_double = struct.Struct("<d").unpack_from
@@ -264,13 +265,55 @@ def _backend_for(reader: OnlineReader):
     raise Unsupported(f"online store {type(online).__name__} is not supported by the fast reader")
 
 
-class _SqliteBackend:
+class _SplitReads:
+    """`read` of many keys in two halves, the second on a helper thread (subclasses implement
+    `_read_into` and set n_columns / n_views): the store's own work (SQLite runs a statement without
+    holding the GIL; Redis answers one pipeline while the client sends or parses the other) overlaps
+    on two cores. From _PARALLEL_MIN_KEYS keys on and with more than one core; fewer keys are read in
+    the calling thread alone."""
+
+    n_columns: int
+    n_views: int
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool = None  # the helper thread, started by the first large read
+
+    def read(self, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 values: keys x served features, NaN where none; int64 stamps: keys x views)."""
+        values = np.full((len(keys), self.n_columns), np.nan)
+        stamps = np.zeros((len(keys), self.n_views), dtype=np.int64)
+        half = len(keys) // 2
+        if len(keys) >= _PARALLEL_MIN_KEYS and (os.cpu_count() or 1) > 1:
+            other = self._helper().submit(self._read_into, keys[half:], half, values, stamps)
+            try:
+                self._read_into(keys[:half], 0, values, stamps)
+            finally:
+                other.result()  # re-raises the helper's error (e.g. the store went away)
+        else:
+            self._read_into(keys, 0, values, stamps)
+        return values, stamps
+
+    def _helper(self):
+        with self.lock:
+            if self.pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custintel-online-read")
+            return self.pool
+
+    def _read_into(self, keys: list[bytes], offset: int, values: np.ndarray, stamps: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class _SqliteBackend(_SplitReads):
     """Feast's SQLite layout: one table per view, one row per (entity_key, feature_name) with the
     ValueProto blob and event_ts as the integer Feast's adapter wrote."""
 
     def __init__(self, reader: OnlineReader):
         from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
 
+        super().__init__()
         config = reader.store.config
         self.path = SqliteOnlineStore._get_db_path(config)
         versioning = config.registry.enable_online_feature_view_versioning
@@ -295,8 +338,6 @@ class _SqliteBackend:
         self.view_of_column = reader.view_of_column
         self.view_of_column_list = reader.view_of_column.tolist()
         self.local = threading.local()
-        self.lock = threading.Lock()
-        self.pool = None  # the helper thread of large reads (see read)
         self.statements: dict[int, str] = {}
         self.seconds: dict[int, int] = {}
 
@@ -332,32 +373,6 @@ class _SqliteBackend:
             stamp.FromDatetime(datetime.fromtimestamp(int(stored)).replace(tzinfo=UTC))
             seconds = self.seconds[stored] = stamp.seconds
         return seconds
-
-    def read(self, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """(values, per-view stamps) of `keys`. From _PARALLEL_MIN_KEYS keys on (and with more than one
-        core), the second half is read on a helper thread while this one reads the first: SQLite
-        runs a statement without holding the GIL, so a 100-customer read takes ~two thirds of the time
-        (benchmarks/online_read.py)."""
-        values = np.full((len(keys), self.n_columns), np.nan)
-        stamps = np.zeros((len(keys), self.n_views), dtype=np.int64)
-        half = len(keys) // 2
-        if len(keys) >= _PARALLEL_MIN_KEYS and (os.cpu_count() or 1) > 1:
-            other = self._helper().submit(self._read_into, keys[half:], half, values, stamps)
-            try:
-                self._read_into(keys[:half], 0, values, stamps)
-            finally:
-                other.result()  # re-raises the helper's error (e.g. the store went away)
-        else:
-            self._read_into(keys, 0, values, stamps)
-        return values, stamps
-
-    def _helper(self):
-        with self.lock:
-            if self.pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custintel-online-read")
-            return self.pool
 
     def _read_into(self, keys: list[bytes], offset: int, values: np.ndarray, stamps: np.ndarray) -> None:
         """Read `keys` into rows offset.. of `values` and `stamps` (this thread's connection)."""
@@ -438,7 +453,7 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class _RedisBackend:
+class _RedisBackend(_SplitReads):
     """Feast's Redis layout: one hash per entity (serialised key + project), one field per feature
     (mmh3 of "<view>:<feature>") holding the ValueProto and one `_ts:<view>` Timestamp per view."""
 
@@ -446,6 +461,7 @@ class _RedisBackend:
         from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import _versioned_fv_name
 
+        super().__init__()
         store = reader.store
         self.config = store.config
         self.online_store = store._get_provider().online_store
@@ -484,16 +500,18 @@ class _RedisBackend:
         stamps = np.array([[self._stock_seconds(raw) for raw in reply[n:]]], dtype=np.int64)
         return values, stamps
 
-    def read(self, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    def _read_into(self, keys: list[bytes], offset: int, values: np.ndarray, stamps: np.ndarray) -> None:
+        """Read `keys` into rows offset.. of `values` and `stamps` (one pipeline; the client's pool
+        gives each thread its own connection)."""
         client = self.online_store._get_client(self.config.online_store)
         fields, project = self.fields, self.project
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(key + project, fields)
             replies = pipe.execute()
-        n = self.n_columns
-        values = decode_floats(list(chain.from_iterable(reply[:n] for reply in replies)))
-        values = values.reshape(len(keys), n)
-        stamps = np.fromiter((self._stock_seconds(raw) for reply in replies for raw in reply[n:]),
-                             dtype=np.int64, count=len(keys) * self.n_views).reshape(len(keys), self.n_views)
-        return values, stamps
+        n, rows = self.n_columns, slice(offset, offset + len(keys))
+        decoded = decode_floats(list(chain.from_iterable(reply[:n] for reply in replies)))
+        values[rows] = decoded.reshape(len(keys), n)
+        seconds = np.fromiter((self._stock_seconds(raw) for reply in replies for raw in reply[n:]),
+                              dtype=np.int64, count=len(keys) * self.n_views)
+        stamps[rows] = seconds.reshape(len(keys), self.n_views)

@@ -278,10 +278,9 @@ def test_fast_online_reader_equals_the_stock_read_with_ttl(make_settings):
         one, many = reader.backend.read_one(key), reader.backend.read([key])
         np.testing.assert_array_equal(one[0], many[0])
         np.testing.assert_array_equal(one[1], many[1])
-    keys = reader.entity_keys(np.arange(-2, 65))  # >= 32 keys: split over two threads (SQLite)
+    keys = reader.entity_keys(np.arange(-2, 65))  # >= 32 keys: split over two threads
     both = reader.backend.read(keys)
-    if settings.feature_store.online_store == "sqlite":
-        assert (reader.backend.pool is not None) == ((os.cpu_count() or 1) > 1)
+    assert (reader.backend.pool is not None) == ((os.cpu_count() or 1) > 1)
     for column, part in enumerate(both):
         one_by_one = [reader.backend.read_one(key)[column] for key in keys]
         np.testing.assert_array_equal(part, np.concatenate(one_by_one))

@@ -478,19 +478,33 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
             # mode="clip" (every cell is in range): with the default "raise", `out` is buffered
             np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)], mode="clip")
 
+    # the events roll-up (the largest input) runs on a second thread beside the order groups: most of
+    # both is numpy and pyarrow work that releases the GIL (benchmarks/feature_build.py)
+    engagement = _in_thread(_engagement, build) if ENGAGEMENT in groups else None
     orders = _orders(build)
     add(_purchase(build, orders))
     if BASKET in groups:
         add(_basket(build, orders))
     del orders
-    if ENGAGEMENT in groups:
-        add(_engagement(build))
+    if engagement is not None:
+        add(engagement.result())
     if TEXT in groups:
         add(_text(build, _review_text(raw_dir, snapshots) if review_text is None else review_text))
     frame = pd.DataFrame(block.T, columns=names, copy=False)
     frame.insert(0, TIMESTAMP, pd.to_datetime(build.snaps[rows_s], utc=True).as_unit("us"))
     frame.insert(0, ENTITY_KEY, ids[rows_ci])
     return frame
+
+
+def _in_thread(function, *args):
+    """`function(*args)` started on a thread of its own; `.result()` waits for it (and re-raises)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custintel-features")
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)  # the submitted call still runs to the end
 
 
 def _review_text(raw_dir: Path, snapshots: list[datetime]) -> pd.DataFrame:
