@@ -42,10 +42,11 @@ from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
 FALLBACK_STOCK_CUSTOMERS = 20_000
 
 
-def _settings_raw(data_dir: Path, backend: str, redis_url: str | None) -> dict:
+def _settings_raw(data_dir: Path, backend: str, redis_url: str | None,
+                  sqlite_sync: str = "full") -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["paths"]["data_dir"] = str(data_dir)
-    raw["feature_store"] = {"online_store": backend, "redis_url": redis_url}
+    raw["feature_store"] = {"online_store": backend, "redis_url": redis_url, "sqlite_sync": sqlite_sync}
     return raw
 
 
@@ -193,6 +194,8 @@ def main() -> None:
     parser.add_argument("--stock-customers", type=int, default=None, help="default: --customers")
     parser.add_argument("--stock-timeout", type=float, default=300.0)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
+    parser.add_argument("--sqlite-sync", choices=["full", "off"], default="full",
+                        help="feature_store.sqlite_sync of the fast path (stock Feast writes with full)")
     parser.add_argument("--sample", type=int, default=2000, help="customers whose values are compared")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--path", choices=["stock", "fast"], help=argparse.SUPPRESS)
@@ -237,7 +240,7 @@ def main() -> None:
             name = f"{name}-{next(runs)}"
             data_dir = work / name / "data"
             shutil.copytree(offline_for(customers) / "offline", data_dir / "offline")
-            raw = _settings_raw(data_dir, backend, url)
+            raw = _settings_raw(data_dir, backend, url, args.sqlite_sync)
             params = work / name / "params.yaml"
             params.write_text(yaml.safe_dump(raw))
             return params

@@ -109,6 +109,10 @@ class FeatureStoreSection(_Section):
                           "(rediss:// for TLS) or Feast's connection string host:port[,db=0,password=...].")
     materialize_chunk_rows: int = Field(
         50_000, ge=100, description="Rows read from the offline parquet, and entities written, per chunk.")
+    sqlite_sync: Literal["full", "off"] = Field(
+        "full", description="SQLite's `synchronous` while materializing into the SQLite online store: full "
+                            "(each commit waits for the disk) or off (faster; an OS crash or power cut "
+                            "during the load can corrupt the file: delete it and materialize again).")
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> FeatureStoreSection:

@@ -79,7 +79,8 @@ def materialize_latest(store, settings: Settings) -> dict:
     end = materialization_end(settings)
     start = end - timedelta(seconds=1) - timedelta(days=settings.features.horizon_days)
     views = materialization.materialize(store, start, end,
-                                        chunk_rows=settings.feature_store.materialize_chunk_rows)
+                                        chunk_rows=settings.feature_store.materialize_chunk_rows,
+                                        sqlite_sync=settings.feature_store.sqlite_sync)
     return {"materialized_from": start.isoformat(), "materialized_until": end.isoformat(),
             "online_store": settings.feature_store.online_store, "views": views}
 
@@ -91,7 +92,8 @@ def materialize_incremental(store, settings: Settings, end_date: datetime | None
 
     end = end_date or materialization_end(settings)
     views = materialization.materialize_incremental(
-        store, end, chunk_rows=settings.feature_store.materialize_chunk_rows)
+        store, end, chunk_rows=settings.feature_store.materialize_chunk_rows,
+        sqlite_sync=settings.feature_store.sqlite_sync)
     return {"materialized_until": materialization.check_end_date(end).isoformat(),
             "online_store": settings.feature_store.online_store, "incremental": True, "views": views}
 

@@ -83,16 +83,17 @@ def online_views(store, names: Sequence[str] | None = None) -> list:
 
 
 def materialize(store, start_date: datetime, end_date: datetime, views: Sequence[str] | None = None,
-                chunk_rows: int = 50_000) -> dict:
-    """Like `store.materialize(start_date, end_date)`, fast. Returns the window per view."""
+                chunk_rows: int = 50_000, sqlite_sync: str = "full") -> dict:
+    """Like `store.materialize(start_date, end_date)`, fast. Returns the window per view.
+    `sqlite_sync` is SQLite's `synchronous` setting while this writes (see _SqliteWriter)."""
     start, end = _utc(start_date), check_end_date(end_date)
     if start > end:
         raise UserError(f"start_date {start.isoformat()} is after end_date {end.isoformat()}")
-    return _run(store, [(view, start) for view in online_views(store, views)], end, chunk_rows)
+    return _run(store, [(view, start) for view in online_views(store, views)], end, chunk_rows, sqlite_sync)
 
 
 def materialize_incremental(store, end_date: datetime, views: Sequence[str] | None = None,
-                            chunk_rows: int = 50_000) -> dict:
+                            chunk_rows: int = 50_000, sqlite_sync: str = "full") -> dict:
     """Like `store.materialize_incremental(end_date)`: each view from its watermark (the end of its
     newest recorded interval) to `end_date`; a view never materialized starts one TTL before
     `end_date` (Feast starts one TTL before now; the data here is historical)."""
@@ -108,10 +109,10 @@ def materialize_incremental(store, end_date: datetime, views: Sequence[str] | No
         else:
             start = min(_utc(watermark), end)
         plan.append((view, start))
-    return _run(store, plan, end, chunk_rows)
+    return _run(store, plan, end, chunk_rows, sqlite_sync)
 
 
-def _run(store, plan: list[tuple], end: datetime, chunk_rows: int) -> dict:
+def _run(store, plan: list[tuple], end: datetime, chunk_rows: int, sqlite_sync: str = "full") -> dict:
     jobs: dict[tuple, _SourceJob] = {}
     for view, start in plan:
         source = view.batch_source
@@ -124,7 +125,7 @@ def _run(store, plan: list[tuple], end: datetime, chunk_rows: int) -> dict:
         if job is None:
             job = jobs[key] = _SourceJob(path, source.timestamp_field, key[2], mapping, join_keys, start, end)
         job.views.append(view)
-    writer = _writer_for(store)
+    writer = _writer_for(store, sqlite_sync)
     try:
         return _write_jobs(store, writer, list(jobs.values()), chunk_rows)
     finally:
@@ -380,7 +381,7 @@ def _serialise(view, join_keys, ts, created, chunk, version) -> _Serialised:
 # ---------------------------------------------------------------- writers
 
 
-def _writer_for(store) -> Callable:
+def _writer_for(store, sqlite_sync: str = "full") -> Callable:
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 
@@ -389,7 +390,7 @@ def _writer_for(store) -> Callable:
     plain_sqlite = (isinstance(online, SqliteOnlineStoreConfig) and not online.vector_enabled
                     and not getattr(online, "enable_openai_compatible_store", False))
     if plain_sqlite:
-        return _SqliteWriter(store)
+        return _SqliteWriter(store, sqlite_sync)
     if isinstance(online, RedisOnlineStoreConfig) and online.redis_type == RedisType.redis:
         return _RedisWriter(store)
     return _BatchApiWriter(store)
@@ -421,13 +422,21 @@ class _SqliteWriter(_Writer):
     where every feature is a float of one width (`_bulk_upsert`), else one multi-row executemany.
 
     Each write (one transaction) runs in a writer thread while the caller prepares the next one:
-    SQLite releases the GIL while it works. Writes run one at a time, in order."""
+    SQLite releases the GIL while it works. Writes run one at a time, in order.
 
-    def __init__(self, store):
+    `sync` is SQLite's `synchronous` while this writes, restored at close: "full" (SQLite's and
+    Feast's default: each commit waits until the disk has the data) or "off" (commits return once
+    the OS has the data; a killed process loses nothing, but an OS crash or power cut during the
+    load can corrupt the file: then delete it and materialize again)."""
+
+    def __init__(self, store, sync: str = "full"):
+        if sync not in _SYNC_MODES:
+            raise UserError(f"feature_store.sqlite_sync is {sync!r}: use one of {sorted(_SYNC_MODES)}")
         self.store = store
         self.online_store = store._get_provider().online_store
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future | None = None
+        self.sync, self.restore = sync, None
 
     def _submit(self, write: Callable, *args) -> None:
         self.wait()
@@ -447,11 +456,18 @@ class _SqliteWriter(_Writer):
             if self.pool is not None:
                 self.pool.shutdown()
                 self.pool = None
+            if self.restore is not None:
+                self.online_store._get_conn(self.store.config).execute(f"PRAGMA synchronous = {self.restore}")
+                self.restore = None
 
     def __call__(self, view, join_keys, ts, created, chunk) -> None:
         from feast.infra.online_stores.sqlite import _quote_id, _table_id
 
         config = self.store.config
+        if self.restore is None:
+            conn = self.online_store._get_conn(config)
+            self.restore = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            conn.execute(f"PRAGMA synchronous = {_SYNC_MODES[self.sync]}")
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
         versioning = config.registry.enable_online_feature_view_versioning
         table = _quote_id(_table_id(config.project, view, versioning))
@@ -479,6 +495,9 @@ class _SqliteWriter(_Writer):
         statements = [(many, [tuple(chain.from_iterable(rows[i:i + _ROWS_PER_STATEMENT]))
                               for i in range(0, full, _ROWS_PER_STATEMENT)]), (one, rows[full:])]
         self._submit(_execute_many, conn, statements)
+
+
+_SYNC_MODES = {"full": 2, "off": 0}  # SQLite's PRAGMA synchronous values
 
 
 def _execute(conn, sql: str, params: tuple) -> None:

@@ -37,9 +37,10 @@ def make_settings(tmp_path, backend, request):
     """settings for a fresh store named `name` (own data dir; own Redis database)."""
     url = request.getfixturevalue("redis_server") if backend == "redis" else None
 
-    def make(name: str, chunk_rows: int = 50_000):
+    def make(name: str, chunk_rows: int = 50_000, sqlite_sync: str = "full"):
         raw = tiny_params(tmp_path / name / "data")
-        raw["feature_store"] = {"online_store": backend, "materialize_chunk_rows": chunk_rows}
+        raw["feature_store"] = {"online_store": backend, "materialize_chunk_rows": chunk_rows,
+                                "sqlite_sync": sqlite_sync}
         if url:
             db = next(_redis_dbs) % 16
             import redis
@@ -110,6 +111,22 @@ def test_fast_materialization_equals_stock_feast(make_settings):
     pd.testing.assert_frame_equal(served, feature_store.online_features(stock, ids, names, as_of=as_of))
     assert served.loc[served[ENTITY_KEY] == 999, names].isna().all(axis=None)
     assert served[names].notna().sum().sum() > 0.8 * 39 * len(names)
+
+
+def test_sqlite_sync_off_stores_the_same_rows_and_is_restored(make_settings):
+    """feature_store.sqlite_sync: off (commits do not wait for the disk) writes the same rows as the
+    default, and the store's connection is back to SQLite's default (FULL) afterwards."""
+    full_settings = make_settings("sync-full")
+    if full_settings.feature_store.online_store != "sqlite":
+        pytest.skip("a SQLite setting")
+    off_settings = make_settings("sync-off", sqlite_sync="off")
+    frame = _offline_frame(full_settings, n_customers=30, stale=3)
+    full, off = _store(full_settings, frame), _store(off_settings, frame)
+    feature_store.materialize_latest(full, full_settings)
+    feature_store.materialize_latest(off, off_settings)
+    assert _stored(off, off_settings) == _stored(full, full_settings)
+    conn = off._get_provider().online_store._get_conn(off.config)
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def _stored(store, settings) -> dict:
