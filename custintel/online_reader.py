@@ -426,6 +426,13 @@ class _SqliteBackend(_SplitReads):
                 np.array([int(value) for value in stored], dtype=np.int64), decode_floats(blobs))
 
 
+def _decode_few(blobs: Sequence[bytes | None]) -> list[float]:
+    """decode_floats for one customer's few values: a Python loop (~15 us for 45, against ~45 us for
+    decode_floats' numpy set-up)."""
+    return [_unpack_double(blob, 1)[0] if blob and len(blob) == 9 and blob[0] == _DOUBLE_TAG
+            else decode_floats([blob])[0] for blob in blobs]
+
+
 def _integers(text: str) -> np.ndarray:
     """A group_concat of integers -> int64 array (ValueError for anything else)."""
     parsed = np.fromstring(text, dtype=np.int64, sep=",")
@@ -498,10 +505,10 @@ class _RedisBackend(_SplitReads):
         return seconds
 
     def read_one(self, key: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """`read([key])`: one HMGET."""
-        values = np.full((1, self.n_columns), np.nan)
-        stamps = np.zeros((1, self.n_views), dtype=np.int64)
-        self._read_into([key], 0, values, stamps)
+        """`read([key])`: one HMGET, no arrays to fill."""
+        reply, n = self._hmget([key])[0], self.n_columns
+        values = np.array([_decode_few(reply[:n])])
+        stamps = np.array([[self._stock_seconds(raw) for raw in reply[n:]]], dtype=np.int64)
         return values, stamps
 
     def _hmget(self, keys: list[bytes]) -> list[list]:
