@@ -407,10 +407,8 @@ class _SqliteBackend(_SplitReads):
         for column, blob, stored in self._conn().execute(self.one, (key,)).fetchall():
             if column < 0:
                 continue
-            if blob and len(blob) == 9 and blob[0] == _DOUBLE_TAG:
-                values[column] = _unpack_double(blob, 1)[0]
-            elif blob:
-                values[column] = decode_floats([blob])[0]
+            if blob:
+                values[column] = _decode_one(blob)
             if not isinstance(stored, int):
                 if stored is not None:  # not the layout expected (a timestamp stored as text)
                     return self.read([key])
@@ -426,11 +424,12 @@ class _SqliteBackend(_SplitReads):
                 np.array([int(value) for value in stored], dtype=np.int64), decode_floats(blobs))
 
 
-def _decode_few(blobs: Sequence[bytes | None]) -> list[float]:
-    """decode_floats for one customer's few values: a Python loop (~15 us for 45, against ~45 us for
-    decode_floats' numpy set-up)."""
-    return [_unpack_double(blob, 1)[0] if blob and len(blob) == 9 and blob[0] == _DOUBLE_TAG
-            else decode_floats([blob])[0] for blob in blobs]
+def _decode_one(blob: bytes | None) -> float:
+    """decode_floats of one value without numpy's set-up (one customer's reads: ~15 us for 45 values,
+    against ~45 us for decode_floats)."""
+    if blob and len(blob) == 9 and blob[0] == _DOUBLE_TAG:
+        return _unpack_double(blob, 1)[0]
+    return decode_floats([blob])[0]
 
 
 def _integers(text: str) -> np.ndarray:
@@ -507,7 +506,7 @@ class _RedisBackend(_SplitReads):
     def read_one(self, key: bytes) -> tuple[np.ndarray, np.ndarray]:
         """`read([key])`: one HMGET, no arrays to fill."""
         reply, n = self._hmget([key])[0], self.n_columns
-        values = np.array([_decode_few(reply[:n])])
+        values = np.array([[_decode_one(blob) for blob in reply[:n]]])
         stamps = np.array([[self._stock_seconds(raw) for raw in reply[n:]]], dtype=np.int64)
         return values, stamps
 
