@@ -9,12 +9,15 @@ is the one `custintel materialize` uses (one TTL back from the newest snapshot).
 stopped and rerun on 20,000 customers, and the speed-up is the ratio of entities/s (said in the
 output). Redis runs use a throwaway redis-server on a free port (skipped when none is installed).
 
+Stock runs with Feast's defaults (`sqlite_layout: feast`, `sqlite_sync: full`); the fast path with
+--sqlite-layout (default compact, custintel's default) and --sqlite-sync.
+
 SQLite floor (`sqlite.floor`): SQLite alone writing the rows the fast path stored, into a fresh
-database with Feast's schema (the table and index definitions copied from the fast path's database):
-per table one `INSERT INTO t (columns) SELECT columns FROM src.t WHERE true` in one transaction (the
-WHERE keeps SQLite from copying the B-tree pages as they are), with no Python, no parsing, no
-serialisation. `stock_over_floor` (stock's seconds per customer over the floor's) is the largest
-speed-up over stock any writer into Feast's SQLite table could reach on this machine at that moment.
+database with the fast path's schema and page size (table and index definitions copied from its
+database): per table one `INSERT INTO t (columns) SELECT columns FROM src.t WHERE true` in one
+transaction (the WHERE keeps SQLite from copying the B-tree pages as they are), with no Python, no
+parsing, no serialisation. `stock_over_floor` (stock's seconds per customer over the floor's) is the
+largest speed-up over stock any writer into that table layout could reach on this machine then.
 
     PYTHONPATH=. python benchmarks/materialize.py --customers 100000 --snapshots 12
 """
@@ -43,10 +46,11 @@ FALLBACK_STOCK_CUSTOMERS = 20_000
 
 
 def _settings_raw(data_dir: Path, backend: str, redis_url: str | None,
-                  sqlite_sync: str = "full") -> dict:
+                  sqlite_sync: str = "full", sqlite_layout: str = "compact") -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["paths"]["data_dir"] = str(data_dir)
-    raw["feature_store"] = {"online_store": backend, "redis_url": redis_url, "sqlite_sync": sqlite_sync}
+    raw["feature_store"] = {"online_store": backend, "redis_url": redis_url, "sqlite_sync": sqlite_sync,
+                            "sqlite_layout": sqlite_layout}
     return raw
 
 
@@ -153,6 +157,7 @@ def sqlite_floor(source_db: Path, target_db: Path) -> dict:
     conn = sqlite3.connect(target_db)
     try:
         conn.execute("ATTACH DATABASE ? AS src", (f"{source_db.resolve().as_uri()}?mode=ro",))
+        conn.execute(f"PRAGMA main.page_size = {int(conn.execute('PRAGMA src.page_size').fetchone()[0])}")
         schema = conn.execute("SELECT type, name, sql FROM src.sqlite_master WHERE sql IS NOT NULL "
                               "ORDER BY type = 'index', rowid").fetchall()
         for _, _, sql in schema:
@@ -196,6 +201,8 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
     parser.add_argument("--sqlite-sync", choices=["full", "off"], default="full",
                         help="feature_store.sqlite_sync of the fast path (stock Feast writes with full)")
+    parser.add_argument("--sqlite-layout", choices=["compact", "feast"], default="compact",
+                        help="feature_store.sqlite_layout of the fast path (stock runs in Feast's layout)")
     parser.add_argument("--sample", type=int, default=2000, help="customers whose values are compared")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--path", choices=["stock", "fast"], help=argparse.SUPPRESS)
@@ -236,11 +243,12 @@ def main() -> None:
 
         runs = iter(range(1000))
 
-        def params_for(name: str, customers: int, backend: str, url: str | None) -> Path:
+        def params_for(name: str, customers: int, backend: str, url: str | None, stock: bool = False) -> Path:
             name = f"{name}-{next(runs)}"
             data_dir = work / name / "data"
             shutil.copytree(offline_for(customers) / "offline", data_dir / "offline")
-            raw = _settings_raw(data_dir, backend, url, args.sqlite_sync)
+            raw = (_settings_raw(data_dir, backend, url, "full", "feast") if stock  # Feast's defaults
+                   else _settings_raw(data_dir, backend, url, args.sqlite_sync, args.sqlite_layout))
             params = work / name / "params.yaml"
             params.write_text(yaml.safe_dump(raw))
             return params
@@ -262,7 +270,7 @@ def main() -> None:
             fast["customers"] = args.customers
             n_stock = stock_customers
             stock_url = f"{url}/{next(redis_db)}" if url else None
-            stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url)
+            stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url, stock=True)
             stock = _run_child(stock_params, "stock", args.stock_timeout)
             note = None
             if stock is None:
@@ -270,7 +278,7 @@ def main() -> None:
                         f"rerun on {FALLBACK_STOCK_CUSTOMERS}: the speed-up is the ratio of entities/s")
                 stock_customers = n_stock = min(FALLBACK_STOCK_CUSTOMERS, args.customers)  # other backend too
                 stock_url = f"{url}/{next(redis_db)}" if url else None
-                stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url)
+                stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url, stock=True)
                 stock = _run_child(stock_params, "stock", None)
             stock["customers"] = n_stock
             for run in (fast, stock):

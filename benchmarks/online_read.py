@@ -65,11 +65,11 @@ def _stats(seconds: list[float], cpu_seconds: list[float]) -> dict:
 
 
 def bench_backend(backend: str, data_dir: Path, url: str | None, customers: int, requests: int,
-                  sizes: list[int], check: int) -> dict:
+                  sizes: list[int], check: int, sqlite_layout: str = "compact") -> dict:
     from custintel import feature_store
     from custintel.config import settings_from_dict
 
-    settings = settings_from_dict(_settings_raw(data_dir, backend, url))
+    settings = settings_from_dict(_settings_raw(data_dir, backend, url, sqlite_layout=sqlite_layout))
     store = feature_store.open_store(settings)
     feature_store.apply_definitions(store, settings)
     start = time.perf_counter()
@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=300,
                         help="requests on which the stock serving path also runs and equals fast")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
+    parser.add_argument("--sqlite-layout", choices=["compact", "feast"], default="compact",
+                        help="feature_store.sqlite_layout of the SQLite store (both paths read it)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="custintel-online-read-bench-"))
@@ -136,9 +138,10 @@ def main() -> None:
                 url = f"{url}/1"
             data_dir = work / backend / "data"
             write_offline(data_dir, args.customers, args.snapshots)
-            (work / backend / "params.yaml").write_text(yaml.safe_dump(_settings_raw(data_dir, backend, url)))
+            raw = _settings_raw(data_dir, backend, url, sqlite_layout=args.sqlite_layout)
+            (work / backend / "params.yaml").write_text(yaml.safe_dump(raw))
             results[backend] = bench_backend(backend, data_dir, url, args.customers, args.requests,
-                                             args.sizes, args.check)
+                                             args.sizes, args.check, args.sqlite_layout)
     finally:
         _stop_redis(redis_process)
         shutil.rmtree(work, ignore_errors=True)

@@ -113,6 +113,10 @@ class FeatureStoreSection(_Section):
         "full", description="SQLite's `synchronous` while materializing into the SQLite online store: full "
                             "(each commit waits for the disk) or off (faster; an OS crash or power cut "
                             "during the load can corrupt the file: delete it and materialize again).")
+    sqlite_layout: Literal["compact", "feast"] = Field(
+        "compact", description="How the SQLite online store's tables are stored: compact (WITHOUT ROWID, no "
+                               "second entity_key index: same rows, faster loads, half the file) or feast "
+                               "(Feast's own layout, needed only for Feast's vector search).")
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> FeatureStoreSection:

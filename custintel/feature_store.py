@@ -11,13 +11,17 @@ the same feature service. `import feast` takes ~10 s, so it is imported only ins
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 
 from custintel.config import Settings
 from custintel.features.schema import ENTITY_KEY, TIMESTAMP
 from custintel.paths import DataPaths
+
+log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings):
@@ -47,7 +51,11 @@ def _online_store_config(settings: Settings):
         return RedisOnlineStoreConfig(connection_string=section.feast_redis_connection_string())
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 
-    return SqliteOnlineStoreConfig(path=str(DataPaths(settings.data_dir).feast / "online_store.db"))
+    return SqliteOnlineStoreConfig(path=str(_sqlite_path(settings)))
+
+
+def _sqlite_path(settings: Settings) -> Path:
+    return DataPaths(settings.data_dir).feast / "online_store.db"
 
 
 def apply_definitions(store, settings: Settings) -> list[str]:
@@ -61,9 +69,30 @@ def apply_definitions(store, settings: Settings) -> list[str]:
                                 settings.features.horizon_days, built_groups(settings))
     names = {obj.name for obj in objects}
     stale = [view for view in store.list_feature_views() if view.name not in names]
+    sqlite = settings.feature_store.online_store == "sqlite"
+    if sqlite:
+        from custintel import sqlite_layout
+
+        sqlite_layout.prepare_file(_sqlite_path(settings), settings.feature_store.sqlite_layout)
     store.apply(objects, objects_to_delete=stale, partial=not stale)
     store.__dict__.pop(_READER_ATTR, None)  # the fast reader resolved the old service
+    if sqlite:
+        arrange_sqlite_tables(store, settings.feature_store.sqlite_layout)
     return [obj.name for obj in objects]
+
+
+def arrange_sqlite_tables(store, layout: str) -> list[str]:
+    """Store the SQLite online store's view tables in `layout` (custintel.sqlite_layout)."""
+    from feast.infra.online_stores.sqlite import _table_id
+
+    from custintel import sqlite_layout
+
+    versioning = store.config.registry.enable_online_feature_view_versioning
+    tables = [_table_id(store.project, view, versioning) for view in store.list_feature_views()]
+    changed = sqlite_layout.arrange(store._get_provider().online_store._get_conn(store.config), tables, layout)
+    if changed:
+        log.info("SQLite online tables now in the %s layout: %s", layout, changed)
+    return changed
 
 
 def materialization_end(settings: Settings) -> datetime:
