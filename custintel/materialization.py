@@ -6,9 +6,11 @@ rows). This module does the same job with the same result:
 
 1. per offline source, read the parquet file with pyarrow in two passes, `chunk_rows` rows at a
    time: the keys and timestamps, to pick the newest row per entity with start <= event_timestamp
-   <= end (Feast's window, both ends included; ties broken by the created timestamp, if any), then
-   the needed columns of the row groups that hold picked rows;
-2. write those rows `chunk_rows` entities at a time, in the byte order of the serialised keys:
+   <= end (Feast's window, both ends included; ties broken by the created timestamp, if any;
+   row groups whose timestamp statistics lie outside the window are not read), then the needed
+   columns of the row groups that hold picked rows;
+2. write those rows `chunk_rows` entities at a time (the first chunk smaller, so that writing
+   starts early), in the byte order of the serialised keys:
    entity keys and values are serialised the way Feast does (checked against Feast's own
    conversion on every chunk), then written by one `INSERT ... SELECT` per view (SQLite, in a
    writer thread), by RESP commands laid out with numpy (Redis) or by the store's
@@ -137,8 +139,8 @@ def _write_jobs(store, writer, jobs: list[_SourceJob], chunk_rows: int) -> dict:
     for job in jobs:
         rows = newest_rows(job, chunk_rows)
         order = _key_order(rows, job.join_keys)
-        for offset in range(0, rows.num_rows, chunk_rows):
-            chunk = rows.take(pa.array(order[offset:offset + chunk_rows]))
+        for start, stop in chunk_bounds(rows.num_rows, chunk_rows):
+            chunk = rows.take(pa.array(order[start:stop]))
             if chunk.num_rows:
                 _write_chunk(writer, job, chunk)
         writer.wait()  # every chunk is in the store before the interval is recorded
@@ -149,6 +151,14 @@ def _write_jobs(store, writer, jobs: list[_SourceJob], chunk_rows: int) -> dict:
         log.info("materialized %d entities into %s for %s", rows.num_rows,
                  [view.name for view in job.views], (job.start.isoformat(), job.end.isoformat()))
     return summary
+
+
+def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """(start, stop) of the chunks to write: a small first chunk (an eighth), so that the writer
+    thread starts while the next chunk is prepared, then `chunk_rows` at a time."""
+    first = min(n_rows, max(1, chunk_rows // 8))
+    return [(0, first)] * bool(n_rows) + [(start, min(start + chunk_rows, n_rows))
+                                          for start in range(first, n_rows, chunk_rows)]
 
 
 def _key_order(rows: pa.Table, join_keys: list[str]) -> np.ndarray:
@@ -220,19 +230,25 @@ def newest_rows(job: _SourceJob, chunk_rows: int) -> pa.Table:
     start_us = int(job.start.timestamp() * 1_000_000)
     end_us = int(job.end.timestamp() * 1_000_000)
     best: pa.Table | None = None
-    offset = 0
-    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=source_columns[:len(picking)]):
-        table = pa.Table.from_batches([batch]).rename_columns(picking)
-        table = table.append_column(_ROW, pa.array(np.arange(offset, offset + table.num_rows)))
-        offset += table.num_rows
-        stamps = _micros(table[job.timestamp_field])
-        table = table.filter(pa.array((stamps >= start_us) & (stamps <= end_us)))
-        if table.num_rows == 0:
+    sizes = [parquet.metadata.row_group(group).num_rows for group in range(parquet.metadata.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    for group in range(len(sizes)):
+        if not _may_hold(parquet, group, source_columns[len(job.join_keys)], start_us, end_us):
             continue
-        if best is not None:
-            table = pa.concat_tables([best, table.cast(best.schema)])
-        # ties: the earlier row wins (lexsort is stable, earlier rows come first)
-        best = _newest_per_key(table, job.join_keys, job.timestamp_field, job.created_field)
+        offset = int(starts[group])
+        for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group],
+                                          columns=source_columns[:len(picking)]):
+            table = pa.Table.from_batches([batch]).rename_columns(picking)
+            table = table.append_column(_ROW, pa.array(np.arange(offset, offset + table.num_rows)))
+            offset += table.num_rows
+            stamps = _micros(table[job.timestamp_field])
+            table = table.filter(pa.array((stamps >= start_us) & (stamps <= end_us)))
+            if table.num_rows == 0:
+                continue
+            if best is not None:
+                table = pa.concat_tables([best, table.cast(best.schema)])
+            # ties: the earlier row wins (lexsort is stable, earlier rows come first)
+            best = _newest_per_key(table, job.join_keys, job.timestamp_field, job.created_field)
     picked = np.sort(best[_ROW].to_numpy()) if best is not None else np.zeros(0, dtype=np.int64)
     parts, offset = [], 0
     for group in range(parquet.metadata.num_row_groups):  # only the row groups holding picked rows
@@ -253,6 +269,26 @@ def newest_rows(job: _SourceJob, chunk_rows: int) -> pa.Table:
 
 
 _ROW = "__custintel_row"
+_MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000}
+
+
+def _may_hold(parquet: pq.ParquetFile, group: int, ts_column: str, start_us: int, end_us: int) -> bool:
+    """False only when the row group's timestamp statistics put all of it outside [start, end]."""
+    kind = parquet.schema_arrow.field(ts_column).type
+    row_group = parquet.metadata.row_group(group)
+    chunks = [row_group.column(i) for i in range(row_group.num_columns)
+              if row_group.column(i).path_in_schema == ts_column]
+    if not pa.types.is_timestamp(kind) or len(chunks) != 1 or chunks[0].physical_type != "INT64":
+        return True
+    stats = chunks[0].statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    low, high = stats.min_raw, stats.max_raw
+    if kind.unit in _MICROS_PER_UNIT:
+        low, high = low * _MICROS_PER_UNIT[kind.unit], high * _MICROS_PER_UNIT[kind.unit]
+    elif kind.unit == "ns":
+        low, high = low // 1000, -(-high // 1000)
+    return not (high < start_us or low > end_us)
 
 
 # ---------------------------------------------------------------- serialisation, checked against Feast
