@@ -9,8 +9,7 @@ rows). This module does the same job with the same result:
    <= end (Feast's window, both ends included; ties broken by the created timestamp, if any;
    row groups whose timestamp statistics lie outside the window are not read), then the needed
    columns of the row groups that hold picked rows;
-2. write those rows `chunk_rows` entities at a time (the first chunk smaller, so that writing
-   starts early), in the byte order of the serialised keys:
+2. write those rows `chunk_rows` entities at a time, in the byte order of the serialised keys:
    entity keys and values are serialised the way Feast does (checked against Feast's own
    conversion on every chunk), then written by one `INSERT ... SELECT` per view (SQLite, in a
    writer thread), by RESP commands laid out with numpy (Redis) or by the store's
@@ -139,8 +138,8 @@ def _write_jobs(store, writer, jobs: list[_SourceJob], chunk_rows: int) -> dict:
     for job in jobs:
         rows = newest_rows(job, chunk_rows)
         order = _key_order(rows, job.join_keys)
-        for start, stop in chunk_bounds(rows.num_rows, chunk_rows):
-            chunk = rows.take(pa.array(order[start:stop]))
+        for offset in range(0, rows.num_rows, chunk_rows):
+            chunk = rows.take(pa.array(order[offset:offset + chunk_rows]))
             if chunk.num_rows:
                 _write_chunk(writer, job, chunk)
         writer.wait()  # every chunk is in the store before the interval is recorded
@@ -151,14 +150,6 @@ def _write_jobs(store, writer, jobs: list[_SourceJob], chunk_rows: int) -> dict:
         log.info("materialized %d entities into %s for %s", rows.num_rows,
                  [view.name for view in job.views], (job.start.isoformat(), job.end.isoformat()))
     return summary
-
-
-def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
-    """(start, stop) of the chunks to write: a small first chunk (an eighth), so that the writer
-    thread starts while the next chunk is prepared, then `chunk_rows` at a time."""
-    first = min(n_rows, max(1, chunk_rows // 8))
-    return [(0, first)] * bool(n_rows) + [(start, min(start + chunk_rows, n_rows))
-                                          for start in range(first, n_rows, chunk_rows)]
 
 
 def _key_order(rows: pa.Table, join_keys: list[str]) -> np.ndarray:

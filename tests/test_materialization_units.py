@@ -1,6 +1,6 @@
 """Units of custintel.materialization: picking each entity's newest row in the window equals a pandas
 brute force whatever the row groups and timestamp units (row groups entirely outside the window are
-skipped by their statistics), and the chunk bounds cover every row once."""
+skipped by their statistics)."""
 
 from __future__ import annotations
 
@@ -59,13 +59,3 @@ def test_newest_rows_skips_row_groups_outside_the_window_and_equals_brute_force(
     assert picked["customer_id"].tolist() == expected["customer_id"].tolist()
     np.testing.assert_array_equal(picked[["x", "y"]].to_numpy(), expected[["x", "y"]].to_numpy())
     assert _epoch_seconds(picked["event_timestamp"]) == _epoch_seconds(expected["event_timestamp"])
-
-
-def test_chunk_bounds_cover_every_row_once_with_a_small_first_chunk():
-    for n, size in [(0, 10), (1, 10), (7, 8), (100, 50), (100_000, 50_000), (12_345, 1000)]:
-        bounds = materialization.chunk_bounds(n, size)
-        covered = [i for start, stop in bounds for i in range(start, stop)]
-        assert covered == list(range(n))
-        assert all(stop - start <= size for start, stop in bounds)
-        if n > size // 8 > 0:
-            assert bounds[0] == (0, size // 8)
