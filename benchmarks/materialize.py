@@ -106,6 +106,7 @@ def child(params_file: Path, path: str) -> None:
 
 
 def _run_child(params_file: Path, path: str, timeout: float | None) -> dict | None:
+    os.sync()  # the input files just written are on disk first: no run pays for flushing them
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, __file__, "--child", str(params_file), "--path", path],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
