@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from custintel.errors import UserError
 
@@ -117,6 +117,12 @@ class FeatureStoreSection(_Section):
         "compact", description="How the SQLite online store's tables are stored: compact (WITHOUT ROWID, no "
                                "second entity_key index: same rows, faster loads, half the file) or feast "
                                "(Feast's own layout, needed only for Feast's vector search).")
+
+    @field_validator("sqlite_sync", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value):
+        """YAML 1.1 reads an unquoted `off` as false: take it as the word that was written."""
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> FeatureStoreSection:

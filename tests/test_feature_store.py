@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from custintel import feature_store, materialization
 from custintel.config import settings_from_dict
@@ -270,6 +271,12 @@ def test_online_store_settings_are_validated(tmp_path):
         "cache.local:6380,db=2,password=s3cret,ssl=true")
     raw["feature_store"] = {"online_store": "redis", "redis_url": "cache.local:6379,db=1"}
     assert settings_from_dict(raw).feature_store.feast_redis_connection_string() == "cache.local:6379,db=1"
+    # an unquoted `off` in params.yaml arrives as false (YAML 1.1): it means off; anything else is refused
+    raw["feature_store"] = yaml.safe_load("online_store: sqlite\nsqlite_sync: off\n")
+    assert settings_from_dict(raw).feature_store.sqlite_sync == "off"
+    raw["feature_store"] = {"online_store": "sqlite", "sqlite_sync": True}
+    with pytest.raises(UserError, match=r"feature_store\.sqlite_sync"):
+        settings_from_dict(raw)
 
 
 def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
