@@ -241,19 +241,17 @@ def newest_rows(job: _SourceJob, chunk_rows: int) -> pa.Table:
             # ties: the earlier row wins (lexsort is stable, earlier rows come first)
             best = _newest_per_key(table, job.join_keys, job.timestamp_field, job.created_field)
     picked = np.sort(best[_ROW].to_numpy()) if best is not None else np.zeros(0, dtype=np.int64)
-    parts, offset = [], 0
-    for group in range(parquet.metadata.num_row_groups):  # only the row groups holding picked rows
-        group_rows = parquet.metadata.row_group(group).num_rows
-        lo, hi = np.searchsorted(picked, [offset, offset + group_rows])
-        if hi > lo:
-            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group],
-                                              columns=source_columns):
-                lo, hi = np.searchsorted(picked, [offset, offset + batch.num_rows])
-                if hi > lo:
-                    parts.append(batch.take(pa.array(picked[lo:hi] - offset)))
-                offset += batch.num_rows
-        else:
-            offset += group_rows
+    parts = []
+    for group in range(len(sizes)):  # only the row groups holding picked rows
+        offset = int(starts[group])
+        lo, hi = np.searchsorted(picked, [offset, offset + sizes[group]])
+        if hi == lo:
+            continue
+        for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=source_columns):
+            lo, hi = np.searchsorted(picked, [offset, offset + batch.num_rows])
+            if hi > lo:
+                parts.append(batch.take(pa.array(picked[lo:hi] - offset)))
+            offset += batch.num_rows
     if not parts:
         return parquet.schema_arrow.empty_table().select(source_columns).rename_columns(wanted)
     return pa.Table.from_batches(parts).rename_columns(wanted).combine_chunks()
