@@ -12,8 +12,10 @@ rows). This module does the same job with the same result:
 2. write those rows `chunk_rows` entities at a time, in the byte order of the serialised keys:
    entity keys and values are serialised the way Feast does (checked against Feast's own
    conversion on every chunk), then written by one `INSERT ... SELECT` per view (SQLite, in a
-   writer thread), by RESP commands laid out with numpy (Redis) or by the store's
-   `online_write_batch` (any other store), byte for byte what stock materialization stores;
+   writer thread; into empty tables, about half the views through a staging file written by a
+   second thread, see custintel.sqlite_staging), by RESP commands laid out with numpy (Redis) or
+   by the store's `online_write_batch` (any other store), byte for byte what stock
+   materialization stores;
 3. only when every chunk of a view is written, record the interval in the registry
    (`registry.apply_materialization`, as Feast does), which is the watermark that
    `materialize_incremental` starts from.
@@ -25,6 +27,7 @@ running it again: its interval was never recorded, so the incremental rerun cove
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -137,6 +140,7 @@ def _write_jobs(store, writer, jobs: list[_SourceJob], chunk_rows: int) -> dict:
     summary = {}
     for job in jobs:
         rows = newest_rows(job, chunk_rows)
+        writer.begin(job.views)
         order = _key_order(rows, job.join_keys)
         for offset in range(0, rows.num_rows, chunk_rows):
             chunk = rows.take(pa.array(order[offset:offset + chunk_rows]))
@@ -424,6 +428,9 @@ def _writer_for(store, sqlite_sync: str = "full") -> Callable:
 class _Writer:
     """Writes run in the caller's thread unless a writer overlaps them with preparing the next."""
 
+    def begin(self, views: list) -> None:
+        """A job writing `views` starts (its chunks follow, then `wait`)."""
+
     def wait(self) -> None:
         """Return when every write submitted so far is done (raise its error if one failed)."""
 
@@ -447,7 +454,10 @@ class _SqliteWriter(_Writer):
     where every feature is a float of one width (`_bulk_upsert`), else one multi-row executemany.
 
     Each write (one transaction) runs in a writer thread while the caller prepares the next one:
-    SQLite releases the GIL while it works. Writes run one at a time, in order.
+    SQLite releases the GIL while it works. A job's views whose tables are empty when it starts are
+    split into two lanes of about equal size (`begin`): one writes into the store, the other into a
+    staging file on a second thread, copied into the store by SQLite's transfer optimisation when
+    the job's writes are done (custintel.sqlite_staging). Each view's writes run in order in one lane.
 
     `sync` is SQLite's `synchronous` while this writes, restored at close: "full" (SQLite's and
     Feast's default: each commit waits until the disk has the data) or "off" (commits return once
@@ -459,34 +469,80 @@ class _SqliteWriter(_Writer):
             raise UserError(f"feature_store.sqlite_sync is {sync!r}: use one of {sorted(_SYNC_MODES)}")
         self.store = store
         self.online_store = store._get_provider().online_store
-        self.pool: ThreadPoolExecutor | None = None
-        self.pending: Future | None = None
+        self.pools: dict[str, ThreadPoolExecutor] = {}
+        self.pending: dict[str, list[Future]] = {}
+        self.staging = None  # custintel.sqlite_staging.Staging of the current job, if any
         self.sync, self.restore = sync, None
 
-    def _submit(self, write: Callable, *args) -> None:
-        self.wait()
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="custintel-sqlite-writer")
-        self.pending = self.pool.submit(write, *args)
+    def _table(self, view) -> str:
+        from feast.infra.online_stores.sqlite import _table_id
+
+        config = self.store.config
+        return _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+
+    def begin(self, views: list) -> None:
+        """Stage the smaller half (by feature count) of the views whose tables are empty."""
+        from custintel import sqlite_staging
+
+        conn = self.online_store._get_conn(self.store.config)
+        empty = [view for view in views if sqlite_staging.is_empty(conn, self._table(view))]
+        if len(empty) < 2 or (os.cpu_count() or 1) < 2:
+            return
+        lanes: dict[str, list] = {"store": [], "staging": []}
+        for view in sorted(empty, key=lambda v: -len(v.features)):  # the larger views first
+            lane = min(lanes, key=lambda name: sum(len(v.features) for v in lanes[name]))
+            lanes[lane].append(view)
+        db_path = Path(self.online_store._get_db_path(self.store.config))
+        self.staging = sqlite_staging.Staging(conn, db_path, [self._table(v) for v in lanes["staging"]])
+
+    def _submit(self, lane: str, write: Callable, *args) -> None:
+        """Queue a write in `lane`: at most one more than the one running, so that preparing one
+        lane's next write never waits for the other lane."""
+        queued = self.pending.setdefault(lane, [])
+        while len(queued) >= 2:
+            queued.pop(0).result()
+        if lane not in self.pools:
+            self.pools[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"custintel-sqlite-{lane}")
+        queued.append(self.pools[lane].submit(write, *args))
+
+    def _finish_writes(self) -> None:
+        """Wait for every queued write (all of them, even after one failed); raise the first error."""
+        error = None
+        for queued in self.pending.values():
+            while queued:
+                try:
+                    queued.pop(0).result()
+                except BaseException as failure:  # noqa: BLE001 - re-raised below
+                    error = error or failure
+        if error is not None:
+            raise error
 
     def wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
+        self._finish_writes()
+        staging, self.staging = self.staging, None
+        if staging is not None:
+            try:
+                staging.copy_into(self.online_store._get_conn(self.store.config), _UPSERT)
+            finally:
+                staging.discard()
 
     def close(self) -> None:
+        """After the last `wait`, or after a failure: then staged rows are not copied."""
         try:
-            self.wait()
+            self._finish_writes()
         finally:
-            if self.pool is not None:
-                self.pool.shutdown()
-                self.pool = None
+            for pool in self.pools.values():
+                pool.shutdown()
+            self.pools.clear()
+            if self.staging is not None:
+                self.staging.discard()
+                self.staging = None
             if self.restore is not None:
                 self.online_store._get_conn(self.store.config).execute(f"PRAGMA synchronous = {self.restore}")
                 self.restore = None
 
     def __call__(self, view, join_keys, ts, created, chunk) -> None:
-        from feast.infra.online_stores.sqlite import _quote_id, _table_id
+        from feast.infra.online_stores.sqlite import _quote_id
 
         config = self.store.config
         if self.restore is None:
@@ -494,18 +550,20 @@ class _SqliteWriter(_Writer):
             self.restore = int(conn.execute("PRAGMA synchronous").fetchone()[0])
             conn.execute(f"PRAGMA synchronous = {_SYNC_MODES[self.sync]}")
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
-        versioning = config.registry.enable_online_feature_view_versioning
-        table = _quote_id(_table_id(config.project, view, versioning))
+        table_name = self._table(view)
+        table = _quote_id(table_name)
         event_ts = _sqlite_epochs(data.micros)
         created_ts = _sqlite_epochs(data.created_micros) if data.created_micros is not None else None
         names = sorted(feature.name for feature in view.features)  # rows in primary-key order
-        conn = self.online_store._get_conn(config)
+        staged = self.staging is not None and table_name in self.staging.tables
+        lane = "staging" if staged else "store"
+        conn = self.staging.conn if staged else self.online_store._get_conn(config)
         packed = [data.blobs[name] for name in names]
         widths = {p.width for p in packed if isinstance(p, _Packed)}
         one_width = len(widths) == 1 and all(isinstance(p, _Packed) for p in packed)
         if one_width and len({len(k) for k in data.keys}) == 1:
             statement = _bulk_upsert(table, names, chunk, data, packed, event_ts, created_ts)
-            self._submit(_execute, conn, *statement)
+            self._submit(lane, _execute, conn, *statement)
             return
         blobs = _blob_lists(data.blobs)
         texts = {feature.name: _value_texts(chunk[feature.name], feature.dtype) for feature in view.features}
@@ -519,7 +577,7 @@ class _SqliteWriter(_Writer):
         one = f"INSERT INTO {table} {_COLUMNS} VALUES (?, ?, ?, ?, ?, ?) {_UPSERT}"
         statements = [(many, [tuple(chain.from_iterable(rows[i:i + _ROWS_PER_STATEMENT]))
                               for i in range(0, full, _ROWS_PER_STATEMENT)]), (one, rows[full:])]
-        self._submit(_execute_many, conn, statements)
+        self._submit(lane, _execute_many, conn, statements)
 
 
 _SYNC_MODES = {"full": 2, "off": 0}  # SQLite's PRAGMA synchronous values
@@ -563,7 +621,10 @@ def _bulk_upsert(table: str, names: list[str], chunk: pa.Table, data: _Serialise
     texts = _json_texts([chunk[name] for name in names], take, float32=width == 5)
 
     def epochs(values: list[int]) -> bytes:  # a blob: substr of a blob counts bytes, of text characters
-        return "".join([f"{values[i]:0{_EPOCH_DIGITS}d}" for i in order]).encode("ascii")
+        distinct, inverse = np.unique(np.asarray(values, dtype=np.int64)[take], return_inverse=True)
+        texts = np.array([f"{v:0{_EPOCH_DIGITS}d}".encode("ascii") for v in distinct.tolist()],
+                         dtype=f"S{_EPOCH_DIGITS}")
+        return texts[inverse.reshape(-1)].tobytes()
 
     names_case = " ".join(f"WHEN {j} THEN '{name.replace(chr(39), chr(39) * 2)}'"
                           for j, name in enumerate(names))
@@ -623,15 +684,10 @@ def float_reprs(values: np.ndarray) -> pa.StringArray:
 def _sqlite_epochs(micros: np.ndarray) -> list[int]:
     """What Feast's SQLite adapter stores for a timestamp: int(naive_utc_datetime.timestamp()), which
     Python reads as local time; computed once per distinct timestamp."""
-    cache: dict[int, int] = {}
-    out = []
-    for value in micros.tolist():
-        epoch = cache.get(value)
-        if epoch is None:
-            naive = (datetime(1970, 1, 1) + timedelta(microseconds=value))
-            epoch = cache[value] = int(naive.timestamp())
-        out.append(epoch)
-    return out
+    distinct, inverse = np.unique(np.asarray(micros, dtype=np.int64), return_inverse=True)
+    epochs = np.array([int((datetime(1970, 1, 1) + timedelta(microseconds=value)).timestamp())
+                       for value in distinct.tolist()], dtype=np.int64)
+    return epochs[inverse.reshape(-1)].tolist()
 
 
 def _value_texts(column: pa.ChunkedArray, dtype) -> list[str | None]:
