@@ -438,6 +438,49 @@ class _Writer:
         self.wait()
 
 
+class _BackgroundWriter(_Writer):
+    """Writes run in background threads, one per lane, in the order submitted within a lane, while
+    the caller prepares the next ones (SQLite and socket I/O release the GIL)."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, ThreadPoolExecutor] = {}
+        self.pending: dict[str, list[Future]] = {}
+
+    def _submit(self, lane: str, write: Callable, *args) -> None:
+        """Queue a write in `lane`: at most one more than the one running, so that preparing one
+        lane's next write never waits for another lane."""
+        queued = self.pending.setdefault(lane, [])
+        while len(queued) >= 2:
+            queued.pop(0).result()
+        if lane not in self.pools:
+            self.pools[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"custintel-writer-{lane}")
+        queued.append(self.pools[lane].submit(write, *args))
+
+    def _finish_writes(self) -> None:
+        """Wait for every queued write (all of them, even after one failed); raise the first error."""
+        error = None
+        for queued in self.pending.values():
+            while queued:
+                try:
+                    queued.pop(0).result()
+                except BaseException as failure:  # noqa: BLE001 - re-raised below
+                    error = error or failure
+        if error is not None:
+            raise error
+
+    def wait(self) -> None:
+        self._finish_writes()
+
+    def close(self) -> None:
+        """After the last `wait`, or after a failure."""
+        try:
+            self._finish_writes()
+        finally:
+            for pool in self.pools.values():
+                pool.shutdown()
+            self.pools.clear()
+
+
 class _BatchApiWriter(_Writer):
     """Any online store: Feast's conversion and the store's `online_write_batch`."""
 
@@ -449,7 +492,7 @@ class _BatchApiWriter(_Writer):
         self.provider.online_write_batch(self.store.config, view, _feast_rows(view, join_keys, chunk), None)
 
 
-class _SqliteWriter(_Writer):
+class _SqliteWriter(_BackgroundWriter):
     """The upsert Feast's SqliteOnlineStore.online_write_batch runs, one statement per view and chunk
     where every feature is a float of one width (`_bulk_upsert`), else one multi-row executemany.
 
@@ -467,10 +510,9 @@ class _SqliteWriter(_Writer):
     def __init__(self, store, sync: str = "full"):
         if sync not in _SYNC_MODES:
             raise UserError(f"feature_store.sqlite_sync is {sync!r}: use one of {sorted(_SYNC_MODES)}")
+        super().__init__()
         self.store = store
         self.online_store = store._get_provider().online_store
-        self.pools: dict[str, ThreadPoolExecutor] = {}
-        self.pending: dict[str, list[Future]] = {}
         self.staging = None  # custintel.sqlite_staging.Staging of the current job, if any
         self.sync, self.restore = sync, None
 
@@ -495,28 +537,6 @@ class _SqliteWriter(_Writer):
         db_path = Path(self.online_store._get_db_path(self.store.config))
         self.staging = sqlite_staging.Staging(conn, db_path, [self._table(v) for v in lanes["staging"]])
 
-    def _submit(self, lane: str, write: Callable, *args) -> None:
-        """Queue a write in `lane`: at most one more than the one running, so that preparing one
-        lane's next write never waits for the other lane."""
-        queued = self.pending.setdefault(lane, [])
-        while len(queued) >= 2:
-            queued.pop(0).result()
-        if lane not in self.pools:
-            self.pools[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"custintel-sqlite-{lane}")
-        queued.append(self.pools[lane].submit(write, *args))
-
-    def _finish_writes(self) -> None:
-        """Wait for every queued write (all of them, even after one failed); raise the first error."""
-        error = None
-        for queued in self.pending.values():
-            while queued:
-                try:
-                    queued.pop(0).result()
-                except BaseException as failure:  # noqa: BLE001 - re-raised below
-                    error = error or failure
-        if error is not None:
-            raise error
-
     def wait(self) -> None:
         self._finish_writes()
         staging, self.staging = self.staging, None
@@ -529,11 +549,8 @@ class _SqliteWriter(_Writer):
     def close(self) -> None:
         """After the last `wait`, or after a failure: then staged rows are not copied."""
         try:
-            self._finish_writes()
+            super().close()
         finally:
-            for pool in self.pools.values():
-                pool.shutdown()
-            self.pools.clear()
             if self.staging is not None:
                 self.staging.discard()
                 self.staging = None
@@ -704,7 +721,7 @@ def _value_texts(column: pa.ChunkedArray, dtype) -> list[str | None]:
     return [None if v is None else str(v) for v in values]
 
 
-class _RedisWriter(_Writer):
+class _RedisWriter(_BackgroundWriter):
     """What Feast's RedisOnlineStore.online_write_batch does: per entity, HSET of its `_ts:<view>`
     Timestamp and the view's feature hashes (then EXPIRE where `key_ttl_seconds` is set), skipping
     an entity whose stored timestamp is as new (unless `skip_dedup`). Per chunk and view:
@@ -712,7 +729,10 @@ class _RedisWriter(_Writer):
     - the stored timestamps come back from one EVAL (a loop of HGET in the server), not one command
       per entity;
     - the HSET commands are laid out in the Redis protocol (RESP) with numpy, from the packed
-      values, and sent at once on one connection; every reply is read and checked.
+      values, and sent at once on one connection by a writer thread while the caller reads the
+      next chunk's timestamps and lays out its commands (each pending write is for other entities
+      or another view, so no stored timestamp it changes is read before it is done); every reply
+      is read and checked.
 
     A view whose features are not all Float64/Float32 goes through redis-py's pipeline instead."""
 
@@ -721,6 +741,7 @@ class _RedisWriter(_Writer):
                       "end return out")
 
     def __init__(self, store):
+        super().__init__()
         self.store = store
         self.online_store = store._get_provider().online_store
         self.stamp_nanos: dict[bytes, int] = {}
@@ -757,6 +778,7 @@ class _RedisWriter(_Writer):
             return
         values = [data.blobs[feature.name] for feature in view.features]
         if not all(isinstance(v, _Packed) for v in values) or len({len(k) for k in redis_keys}) != 1:
+            self._finish_writes()
             self._pipeline(client, online_config, redis_keys, rows, ts_key,
                            [stamps[w] for w in which.reshape(-1)],
                            fields, _blob_lists(data.blobs), view)
@@ -765,7 +787,7 @@ class _RedisWriter(_Writer):
                                [stamps[w] for w in which.reshape(-1)[rows].tolist()], fields,
                                [_packed_rows(v, rows) for v in values], online_config.key_ttl_seconds)
         replies_per_entity = 2 if online_config.key_ttl_seconds else 1
-        _send_and_check(client, commands, len(rows) * replies_per_entity)
+        self._submit("redis", _send_and_check, client, commands, len(rows) * replies_per_entity)
 
     def _nanos(self, raw: bytes | None) -> int:
         if not raw:

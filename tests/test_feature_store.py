@@ -207,6 +207,40 @@ def _crash_after_first_chunk(monkeypatch):
     monkeypatch.setattr(materialization, "_write_chunk", crashing)
 
 
+def test_a_write_redis_refuses_fails_the_load_and_records_nothing(make_settings, backend, monkeypatch):
+    """The Redis writer sends each chunk's HSETs from a writer thread: an error reply there fails the
+    load before any interval is recorded, and the rerun stores what an undisturbed load stores."""
+    if backend != "redis":
+        pytest.skip("a Redis reply")
+    from redis.exceptions import ResponseError
+
+    reference_settings = make_settings("reference", 100)
+    frame = _offline_frame(reference_settings, n_customers=250, stale=9, seed=4)
+    reference = _store(reference_settings, frame)
+    real, sent = materialization._send_and_check, {"n": 0, "refuse": None}
+
+    def counted(client, commands, replies):
+        sent["n"] += 1
+        if sent["n"] == sent["refuse"]:  # an unknown command after the HSETs: Redis answers an error
+            commands, replies = commands + b"*1\r\n$12\r\nNOSUCHCOMMAN\r\n", replies + 1
+        return real(client, commands, replies)
+
+    monkeypatch.setattr(materialization, "_send_and_check", counted)
+    feature_store.materialize_latest(reference, reference_settings)
+    writes = sent["n"]
+    for refused in (2, writes):  # a write in the middle, then the last (its error surfaces in `wait`)
+        settings = make_settings(f"refused-{refused}", 100)
+        store = _store(settings, frame)
+        sent["refuse"], sent["n"] = refused, 0
+        with pytest.raises(ResponseError, match="refused a write"):
+            feature_store.materialize_latest(store, settings)
+        assert sent["n"] >= refused and set(_watermarks(store).values()) == {None}
+        sent["refuse"] = None
+        feature_store.materialize_latest(store, settings)
+        assert _stored(store, settings) == _stored(reference, reference_settings)
+    assert _watermarks(store) == _watermarks(reference)
+
+
 def test_incremental_materialization_is_idempotent_and_recovers_from_a_crash(make_settings, monkeypatch):
     reference_settings, crash_settings = make_settings("reference", 100), make_settings("crash", 100)
     frame = _offline_frame(reference_settings, n_customers=250, stale=9, seed=2)
