@@ -727,7 +727,7 @@ class _RedisWriter(_BackgroundWriter):
     an entity whose stored timestamp is as new (unless `skip_dedup`). Per chunk and view:
 
     - the stored timestamps come back from one EVAL (a loop of HGET in the server), not one command
-      per entity;
+      per entity, and are not read at all by a job that starts on a database with no keys (`begin`);
     - the HSET commands are laid out in the Redis protocol (RESP) with numpy, from the packed
       values, and sent at once on one connection by a writer thread while the caller reads the
       next chunk's timestamps and lays out its commands (each pending write is for other entities
@@ -745,6 +745,15 @@ class _RedisWriter(_BackgroundWriter):
         self.store = store
         self.online_store = store._get_provider().online_store
         self.stamp_nanos: dict[bytes, int] = {}
+        self.empty_at_start = False
+
+    def begin(self, views: list) -> None:
+        """A job into a database with no keys at all reads no stored timestamps: there are none
+        before it, and it writes each (entity, view) once. (A writer beside it could slip a newer
+        value in, as between Feast's own read and write, which are not atomic either.)"""
+        self._finish_writes()  # the previous job's writes are in before the database is looked at
+        config = self.store.config.online_store
+        self.empty_at_start = self.online_store._get_client(config).dbsize() == 0
 
     def __call__(self, view, join_keys, ts, created, chunk) -> None:
         from feast.infra.online_stores.helpers import _mmh3
@@ -768,7 +777,7 @@ class _RedisWriter(_BackgroundWriter):
             nanos.append(stamp.seconds * 1_000_000_000 + stamp.nanos)
         client = self.online_store._get_client(online_config)
         write = np.ones(len(redis_keys), dtype=bool)
-        if not online_config.skip_dedup and redis_keys:
+        if not online_config.skip_dedup and redis_keys and not self.empty_at_start:
             stored = client.eval(self._STORED_STAMPS, len(redis_keys), *redis_keys, ts_key)
             previous = np.array([self._nanos(raw) for raw in stored], dtype=np.int64)
             # Feast skips an entity when a stored timestamp exists and is as new

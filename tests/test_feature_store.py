@@ -241,6 +241,25 @@ def test_a_write_redis_refuses_fails_the_load_and_records_nothing(make_settings,
     assert _watermarks(store) == _watermarks(reference)
 
 
+def test_only_a_load_into_an_empty_redis_database_skips_reading_stored_timestamps(make_settings, backend,
+                                                                                  monkeypatch):
+    """(That the values then equal stock's is test_fast_materialization_equals_stock_feast.)"""
+    if backend != "redis":
+        pytest.skip("a Redis database")
+    import redis
+
+    settings = make_settings("empty", 100)
+    store = _store(settings, _offline_frame(settings, n_customers=250, stale=9, seed=6))
+    evals, real_eval = [], redis.Redis.eval
+    monkeypatch.setattr(redis.Redis, "eval",
+                        lambda client, *args: evals.append(args[1]) or real_eval(client, *args))
+    middle = settings.snapshot_dates()[-1] - timedelta(days=45)
+    feature_store.materialize_incremental(store, settings, end_date=middle)
+    assert evals == []  # nothing was stored before
+    feature_store.materialize_incremental(store, settings)
+    assert len(evals) >= 3 and max(evals) == 100  # one read per view and chunk (of up to 100 keys)
+
+
 def test_incremental_materialization_is_idempotent_and_recovers_from_a_crash(make_settings, monkeypatch):
     reference_settings, crash_settings = make_settings("reference", 100), make_settings("crash", 100)
     frame = _offline_frame(reference_settings, n_customers=250, stale=9, seed=2)
