@@ -523,7 +523,8 @@ class _SqliteWriter(_BackgroundWriter):
         return _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
 
     def begin(self, views: list) -> None:
-        """Stage the smaller half (by feature count) of the views whose tables are empty."""
+        """Stage about half (by feature count) of the views whose tables are empty, the other half
+        going straight into the store; nothing when fewer than two are empty or there is one core."""
         from custintel import sqlite_staging
 
         conn = self.online_store._get_conn(self.store.config)
