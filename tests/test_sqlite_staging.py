@@ -50,6 +50,13 @@ def _direct_only(monkeypatch) -> None:
     monkeypatch.setattr(materialization._SqliteWriter, "begin", lambda self, views: None)
 
 
+def _two_stores(make_settings, names: tuple[str, str], n_customers: int, stale: int, seed: int):
+    """(settings, store) of two fresh stores over the same offline frame."""
+    settings = [make_settings(name, 100) for name in names]
+    frame = _offline_frame(settings[0], n_customers=n_customers, stale=stale, seed=seed)
+    return [(each, _store(each, frame)) for each in settings]
+
+
 def _staging_files(settings) -> list[Path]:
     return sorted((Path(settings.data_dir) / "feast").glob("*.staging-*"))
 
@@ -62,9 +69,8 @@ def _view_tables(store) -> list[str]:
 
 def test_a_load_into_empty_tables_is_staged_and_stores_what_a_direct_write_stores(make_settings, monkeypatch,
                                                                                    copies):
-    staged_settings, direct_settings = make_settings("staged", 100), make_settings("direct", 100)
-    frame = _offline_frame(staged_settings, n_customers=300, stale=11, seed=3)
-    staged, direct = _store(staged_settings, frame), _store(direct_settings, frame)
+    (staged_settings, staged), (direct_settings, direct) = _two_stores(make_settings, ("staged", "direct"),
+                                                                       n_customers=300, stale=11, seed=3)
     feature_store.materialize_latest(staged, staged_settings)
     assert len(copies) == 1 and copies[0] and set(copies[0]) < set(_view_tables(staged))
     with monkeypatch.context() as patch:
@@ -79,9 +85,9 @@ def test_a_load_into_empty_tables_is_staged_and_stores_what_a_direct_write_store
 
 
 def test_tables_that_hold_rows_are_written_directly(make_settings, monkeypatch, copies):
-    settings, reference_settings = make_settings("incremental", 100), make_settings("reference", 100)
-    frame = _offline_frame(settings, n_customers=120, stale=4, seed=5)
-    store, reference = _store(settings, frame), _store(reference_settings, frame)
+    names = ("incremental", "reference")
+    (settings, store), (reference_settings, reference) = _two_stores(make_settings, names,
+                                                                     n_customers=120, stale=4, seed=5)
     middle = settings.snapshot_dates()[-1] - timedelta(days=45)
     feature_store.materialize_incremental(store, settings, end_date=middle)
     assert len(copies) == 1  # the first load found the tables empty
@@ -98,9 +104,8 @@ def test_tables_that_hold_rows_are_written_directly(make_settings, monkeypatch, 
 
 def test_a_failed_staged_load_leaves_no_staging_file_and_is_repaired_by_a_rerun(make_settings, monkeypatch,
                                                                                 copies):
-    settings, reference_settings = make_settings("failing", 100), make_settings("reference", 100)
-    frame = _offline_frame(settings, n_customers=200, stale=3, seed=7)
-    store, reference = _store(settings, frame), _store(reference_settings, frame)
+    (settings, store), (reference_settings, reference) = _two_stores(make_settings, ("failing", "reference"),
+                                                                     n_customers=200, stale=3, seed=7)
     feature_store.materialize_latest(reference, reference_settings)
     copies.clear()
     real = materialization._execute
