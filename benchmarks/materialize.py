@@ -90,6 +90,7 @@ def child(params_file: Path, path: str) -> None:
 
     from custintel import feature_store
     from custintel.config import load_settings
+    from custintel.materialization import resp_bulk
 
     settings = load_settings(params_file)
     store = feature_store.open_store(settings)
@@ -184,10 +185,6 @@ def sqlite_floor(source_db: Path, target_db: Path) -> dict:
         conn.close()
 
 
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
 def redis_floor(fast_params: Path, target_url: str) -> dict:
     """Seconds for redis-server alone to apply the fast path's writes into the empty database of
     `target_url`: per hash and feature view one HSET of the view's `_ts` field and feature fields
@@ -225,12 +222,12 @@ def redis_floor(fast_params: Path, target_url: str) -> dict:
                 present = [(field, fields[field]) for field in group if field in fields]
                 if present:
                     commands.append(b"*%d\r\n$4\r\nHSET\r\n%s%s" % (
-                        2 + 2 * len(present), _bulk(key), b"".join(_bulk(f) + _bulk(v) for f, v in present)))
+                        2 + 2 * len(present), resp_bulk(key), b"".join(resp_bulk(f) + resp_bulk(v) for f, v in present)))
     payload = b"".join(commands)
     target = urlparse(target_url)
     sock = socket.create_connection((target.hostname, target.port))
     try:
-        sock.sendall(b"*2\r\n$6\r\nSELECT\r\n" + _bulk(target.path.strip("/").encode()))
+        sock.sendall(b"*2\r\n$6\r\nSELECT\r\n" + resp_bulk(target.path.strip("/").encode()))
         if not sock.recv(64).startswith(b"+OK"):
             raise RuntimeError("SELECT failed")
         received, lines = [], 0

@@ -752,7 +752,6 @@ class _RedisWriter(_BackgroundWriter):
         """A job into a database with no keys at all reads no stored timestamps: there are none
         before it, and it writes each (entity, view) once. (A writer beside it could slip a newer
         value in, as between Feast's own read and write, which are not atomic either.)"""
-        self._finish_writes()  # the previous job's writes are in before the database is looked at
         config = self.store.config.online_store
         self.empty_at_start = self.online_store._get_client(config).dbsize() == 0
 
@@ -826,7 +825,7 @@ def _packed_rows(packed: _Packed, rows: np.ndarray) -> _Packed:
     return _Packed(raw, packed.width, packed.nulls[rows])
 
 
-def _bulk(data: bytes) -> bytes:
+def resp_bulk(data: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
@@ -840,11 +839,11 @@ def _resp_hsets(keys: list[bytes], ts_key: bytes, stamps: list[bytes], fields: l
     head = np.frombuffer(count + b"$%d\r\n" % k, dtype=np.uint8)
     parts = [np.broadcast_to(head, (n, len(head))),
              np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
-             np.broadcast_to(np.frombuffer(b"\r\n" + _bulk(ts_key), dtype=np.uint8),
-                             (n, len(_bulk(ts_key)) + 2))]
+             np.broadcast_to(np.frombuffer(b"\r\n" + resp_bulk(ts_key), dtype=np.uint8),
+                             (n, len(resp_bulk(ts_key)) + 2))]
     masks = [np.ones((n, p.shape[1]), dtype=bool) for p in parts]
     distinct = sorted(set(stamps))
-    pieces = [_bulk(s) for s in distinct]
+    pieces = [resp_bulk(s) for s in distinct]
     width = max(map(len, pieces))
     table = np.zeros((len(pieces), width), dtype=np.uint8)
     used = np.zeros((len(pieces), width), dtype=bool)
@@ -857,21 +856,21 @@ def _resp_hsets(keys: list[bytes], ts_key: bytes, stamps: list[bytes], fields: l
     masks.append(used[at])
     for name, packed in zip(fields, values, strict=True):
         w = packed.width
-        cell = np.empty((n, len(_bulk(name)) + len(_bulk(b"x" * w))), dtype=np.uint8)
-        cell[:, :len(_bulk(name))] = np.frombuffer(_bulk(name), dtype=np.uint8)
-        value_at = len(_bulk(name))
+        cell = np.empty((n, len(resp_bulk(name)) + len(resp_bulk(b"x" * w))), dtype=np.uint8)
+        cell[:, :len(resp_bulk(name))] = np.frombuffer(resp_bulk(name), dtype=np.uint8)
+        value_at = len(resp_bulk(name))
         cell[:, value_at:value_at + 4] = np.frombuffer(b"$%d\r\n" % w, dtype=np.uint8)  # w is 9 or 5
         cell[:, value_at + 4:value_at + 4 + w] = np.frombuffer(packed.raw, dtype=np.uint8).reshape(n, w)
         cell[:, value_at + 4 + w:] = np.frombuffer(b"\r\n", dtype=np.uint8)
         mask = np.ones(cell.shape, dtype=bool)
-        empty = np.frombuffer(_bulk(b""), dtype=np.uint8)  # a null value: Feast's empty Value
+        empty = np.frombuffer(resp_bulk(b""), dtype=np.uint8)  # a null value: Feast's empty Value
         cell[packed.nulls, value_at:value_at + len(empty)] = empty
         mask[packed.nulls, value_at + len(empty):] = False
         parts.append(cell)
         masks.append(mask)
     if ttl_seconds:
         expire = np.frombuffer(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n" % k, dtype=np.uint8)
-        tail = np.frombuffer(b"\r\n" + _bulk(str(int(ttl_seconds)).encode()), dtype=np.uint8)
+        tail = np.frombuffer(b"\r\n" + resp_bulk(str(int(ttl_seconds)).encode()), dtype=np.uint8)
         parts += [np.broadcast_to(expire, (n, len(expire))),
                   np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
                   np.broadcast_to(tail, (n, len(tail)))]

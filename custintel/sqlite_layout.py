@@ -49,7 +49,7 @@ def prepare_file(path: Path, layout: str) -> None:
         conn.close()
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -68,10 +68,10 @@ def table_layout(conn: sqlite3.Connection, table: str) -> str | None:
 
 def _rebuild(conn: sqlite3.Connection, table: str, layout: str) -> None:
     """Copy `table` into a new table of `layout` and rename it over the old one, in one transaction."""
-    columns = conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
-    names = [_quote(column[1]) for column in columns]
+    columns = conn.execute(f"PRAGMA table_info({quote_identifier(table)})").fetchall()
+    names = [quote_identifier(column[1]) for column in columns]
     definitions = ", ".join(f"{name} {column[2]}".rstrip() for name, column in zip(names, columns))
-    staging = _quote(table + "__custintel_rebuild")
+    staging = quote_identifier(table + "__custintel_rebuild")
     suffix = " WITHOUT ROWID" if layout == "compact" else ""
     if conn.in_transaction:
         conn.commit()
@@ -81,12 +81,12 @@ def _rebuild(conn: sqlite3.Connection, table: str, layout: str) -> None:
         conn.execute(f"CREATE TABLE {staging} ({definitions}, "
                      f"PRIMARY KEY({', '.join(_PRIMARY_KEY)})){suffix}")
         listed = ", ".join(names)
-        conn.execute(f"INSERT INTO {staging} ({listed}) SELECT {listed} FROM {_quote(table)} "
+        conn.execute(f"INSERT INTO {staging} ({listed}) SELECT {listed} FROM {quote_identifier(table)} "
                      f"ORDER BY {', '.join(_PRIMARY_KEY)}")
-        conn.execute(f"DROP TABLE {_quote(table)}")  # drops its indexes too
-        conn.execute(f"ALTER TABLE {staging} RENAME TO {_quote(table)}")
+        conn.execute(f"DROP TABLE {quote_identifier(table)}")  # drops its indexes too
+        conn.execute(f"ALTER TABLE {staging} RENAME TO {quote_identifier(table)}")
         if layout == "feast":
-            conn.execute(f"CREATE INDEX {_quote(table + '_ek')} ON {_quote(table)} (entity_key)")
+            conn.execute(f"CREATE INDEX {quote_identifier(table + '_ek')} ON {quote_identifier(table)} (entity_key)")
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -102,13 +102,13 @@ def arrange(conn: sqlite3.Connection, tables: list[str], layout: str) -> list[st
         current = table_layout(conn, table)
         if current is None or current == layout:
             continue
-        ek = _quote(table + "_ek")
+        ek = quote_identifier(table + "_ek")
         if current == "compact+ek" and layout == "compact":
             with conn:
                 conn.execute(f"DROP INDEX {ek}")
         elif current == "feast-ek" and layout == "feast":
             with conn:
-                conn.execute(f"CREATE INDEX {ek} ON {_quote(table)} (entity_key)")
+                conn.execute(f"CREATE INDEX {ek} ON {quote_identifier(table)} (entity_key)")
         else:
             _rebuild(conn, table, layout)
         changed.append(table)

@@ -24,16 +24,14 @@ import os
 import sqlite3
 from pathlib import Path
 
+from custintel.sqlite_layout import quote_identifier
+
 _SCHEMA = "custintel_stage"
 _SUFFIX = ".staging-"
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def is_empty(conn: sqlite3.Connection, table: str, schema: str = "main") -> bool:
-    return conn.execute(f"SELECT 1 FROM {_quote(schema)}.{_quote(table)} LIMIT 1").fetchone() is None
+def is_empty(conn: sqlite3.Connection, table: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM main.{quote_identifier(table)} LIMIT 1").fetchone() is None
 
 
 def _alive(pid: int) -> bool:
@@ -97,11 +95,11 @@ class Staging:
             main.execute("BEGIN IMMEDIATE")
             try:
                 for table in self.tables:
-                    source = f"{_SCHEMA}.{_quote(table)}"
+                    source = f"{_SCHEMA}.{quote_identifier(table)}"
                     if is_empty(main, table):
-                        main.execute(f"INSERT INTO main.{_quote(table)} SELECT * FROM {source}")
+                        main.execute(f"INSERT INTO main.{quote_identifier(table)} SELECT * FROM {source}")
                     else:
-                        main.execute(f"INSERT INTO main.{_quote(table)} SELECT * FROM {source} WHERE true "
+                        main.execute(f"INSERT INTO main.{quote_identifier(table)} SELECT * FROM {source} WHERE true "
                                      f"{upsert}")
                 main.commit()
             except BaseException:
