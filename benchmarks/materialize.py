@@ -90,7 +90,7 @@ def child(params_file: Path, path: str) -> None:
 
     from custintel import feature_store
     from custintel.config import load_settings
-    from custintel.materialization import resp_bulk
+    from custintel.redis_payloads import resp_bulk
 
     settings = load_settings(params_file)
     store = feature_store.open_store(settings)

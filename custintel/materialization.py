@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from custintel import redis_payloads
 from custintel.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,7 @@ def _source_path(store, source) -> str:
 
 def _write_chunk(writer, job: _SourceJob, chunk: pa.Table) -> None:
     """Write one chunk of newest rows into every view of `job` (a seam for crash tests)."""
-    for view in job.views:
-        writer(view, job.join_keys, job.timestamp_field, job.created_field, chunk)
+    writer.write_views(job.views, job.join_keys, job.timestamp_field, job.created_field, chunk)
 
 
 # ---------------------------------------------------------------- reading: newest row per entity
@@ -430,6 +430,11 @@ class _Writer:
 
     def begin(self, views: list) -> None:
         """A job writing `views` starts (its chunks follow, then `wait`)."""
+
+    def write_views(self, views: list, join_keys: list[str], ts: str, created: str | None, chunk: pa.Table) -> None:
+        """Write one chunk of rows into every one of `views` (by default one view at a time)."""
+        for view in views:
+            self(view, join_keys, ts, created, chunk)
 
     def wait(self) -> None:
         """Return when every write submitted so far is done (raise its error if one failed)."""
@@ -722,6 +727,28 @@ def _value_texts(column: pa.ChunkedArray, dtype) -> list[str | None]:
     return [None if v is None else str(v) for v in values]
 
 
+@dataclass
+class _RedisChunk:
+    """One view's share of a chunk, ready for Redis: the keys, the `_ts` stamps (`stamps[at[i]]` for
+    row i, `nanos[j]` the time of stamps[j]) and the serialised values."""
+
+    keys: list[bytes]
+    ts_field: bytes
+    fields: list[bytes]
+    stamps: list[bytes]
+    at: np.ndarray
+    nanos: np.ndarray
+    blobs: list
+
+    def part(self, rows: np.ndarray | None = None) -> redis_payloads.HashPart | None:
+        """The `rows` (default all) as a HashPart; None where a feature is not packed (not a float)."""
+        if not all(isinstance(blob, _Packed) for blob in self.blobs):
+            return None
+        return redis_payloads.HashPart(self.ts_field, self.stamps, self.at if rows is None else self.at[rows],
+                                       self.fields, [blob if rows is None else _packed_rows(blob, rows)
+                                                     for blob in self.blobs])
+
+
 class _RedisWriter(_BackgroundWriter):
     """What Feast's RedisOnlineStore.online_write_batch does: per entity, HSET of its `_ts:<view>`
     Timestamp and the view's feature hashes (then EXPIRE where `key_ttl_seconds` is set), skipping
@@ -735,6 +762,11 @@ class _RedisWriter(_BackgroundWriter):
       or another view, so no stored timestamp it changes is read before it is done); every reply
       is read and checked.
 
+    A job that starts on a database with no keys, on Redis 7 or later where this client may run
+    RESTORE, writes each entity's whole hash (every view of the job) with one RESTORE per chunk
+    instead: the hash those HSETs would build (see custintel.redis_payloads). A key that appeared
+    in the meantime is not overwritten: its RESTORE is refused and the load fails.
+
     A view whose features are not all Float64/Float32 goes through redis-py's pipeline instead."""
 
     _STORED_STAMPS = ("local out = {} for i, key in ipairs(KEYS) do "
@@ -747,27 +779,43 @@ class _RedisWriter(_BackgroundWriter):
         self.online_store = store._get_provider().online_store
         self.stamp_nanos: dict[bytes, int] = {}
         self.empty_at_start = False
+        self.whole_hashes = False
+        self._restore_allowed: bool | None = None
+
+    def _client(self):
+        return self.online_store._get_client(self.store.config.online_store)
 
     def begin(self, views: list) -> None:
         """A job into a database with no keys at all reads no stored timestamps: there are none
         before it, and it writes each (entity, view) once. (A writer beside it could slip a newer
         value in, as between Feast's own read and write, which are not atomic either.)"""
-        config = self.store.config.online_store
-        self.empty_at_start = self.online_store._get_client(config).dbsize() == 0
+        client = self._client()
+        self.empty_at_start = client.dbsize() == 0
+        if self.empty_at_start and self._restore_allowed is None:
+            self._restore_allowed = redis_payloads.restore_allowed(client)
+        self.whole_hashes = self.empty_at_start and bool(self._restore_allowed)
 
-    def __call__(self, view, join_keys, ts, created, chunk) -> None:
+    def write_views(self, views, join_keys, ts, created, chunk) -> None:
+        if self.whole_hashes:
+            prepared = [self._prepare(view, join_keys, ts, created, chunk) for view in views]
+            keys = prepared[0].keys
+            parts = [one.part() for one in prepared]
+            if (all(part is not None for part in parts) and all(one.keys == keys for one in prepared)
+                    and len({len(key) for key in keys}) == 1 and redis_payloads.fits_listpack(parts)):
+                commands = redis_payloads.restore_commands(keys, parts, self.store.config.online_store.key_ttl_seconds)
+                self._submit("redis", _send_and_check, self._client(), commands, len(keys), b"+OK")
+                return
+        super().write_views(views, join_keys, ts, created, chunk)
+
+    def _prepare(self, view, join_keys, ts, created, chunk) -> _RedisChunk:
         from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import _versioned_fv_name
         from google.protobuf.timestamp_pb2 import Timestamp
 
         config = self.store.config
-        online_config = config.online_store
         data = _serialise(view, join_keys, ts, created, chunk, config.entity_key_serialization_version)
         name = _versioned_fv_name(view, config)
-        ts_key = f"_ts:{name}".encode()
-        fields = [_mmh3(f"{name}:{feature.name}") for feature in view.features]  # Feast's hset order
         project = config.project.encode("utf-8")
-        redis_keys = [key + project for key in data.keys]
         distinct, which = np.unique(data.micros, return_inverse=True)
         stamps, nanos = [], []
         for value in distinct.tolist():
@@ -775,26 +823,32 @@ class _RedisWriter(_BackgroundWriter):
             stamp.FromDatetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value))
             stamps.append(stamp.SerializeToString())
             nanos.append(stamp.seconds * 1_000_000_000 + stamp.nanos)
-        client = self.online_store._get_client(online_config)
+        return _RedisChunk(keys=[key + project for key in data.keys], ts_field=f"_ts:{name}".encode(),
+                           fields=[_mmh3(f"{name}:{feature.name}") for feature in view.features],  # Feast's order
+                           stamps=stamps, at=which.reshape(-1), nanos=np.asarray(nanos, dtype=np.int64),
+                           blobs=[data.blobs[feature.name] for feature in view.features])
+
+    def __call__(self, view, join_keys, ts, created, chunk) -> None:
+        online_config = self.store.config.online_store
+        prepared = self._prepare(view, join_keys, ts, created, chunk)
+        redis_keys = prepared.keys
+        client = self._client()
         write = np.ones(len(redis_keys), dtype=bool)
         if not online_config.skip_dedup and redis_keys and not self.empty_at_start:
-            stored = client.eval(self._STORED_STAMPS, len(redis_keys), *redis_keys, ts_key)
+            stored = client.eval(self._STORED_STAMPS, len(redis_keys), *redis_keys, prepared.ts_field)
             previous = np.array([self._nanos(raw) for raw in stored], dtype=np.int64)
             # Feast skips an entity when a stored timestamp exists and is as new
-            write = (previous == 0) | (np.asarray(nanos, dtype=np.int64)[which.reshape(-1)] > previous)
+            write = (previous == 0) | (prepared.nanos[prepared.at] > previous)
         rows = np.flatnonzero(write)
         if not len(rows):
             return
-        values = [data.blobs[feature.name] for feature in view.features]
-        if not all(isinstance(v, _Packed) for v in values) or len({len(k) for k in redis_keys}) != 1:
+        part = prepared.part(rows)
+        if part is None or len({len(k) for k in redis_keys}) != 1:
             self._finish_writes()
-            self._pipeline(client, online_config, redis_keys, rows, ts_key,
-                           [stamps[w] for w in which.reshape(-1)],
-                           fields, _blob_lists(data.blobs), view)
+            self._pipeline(client, online_config, redis_keys, rows, prepared, view)
             return
-        commands = _resp_hsets([redis_keys[i] for i in rows.tolist()], ts_key,
-                               [stamps[w] for w in which.reshape(-1)[rows].tolist()], fields,
-                               [_packed_rows(v, rows) for v in values], online_config.key_ttl_seconds)
+        commands = redis_payloads.hset_commands([redis_keys[i] for i in rows.tolist()], part,
+                                                online_config.key_ttl_seconds)
         replies_per_entity = 2 if online_config.key_ttl_seconds else 1
         self._submit("redis", _send_and_check, client, commands, len(rows) * replies_per_entity)
 
@@ -807,11 +861,12 @@ class _RedisWriter(_BackgroundWriter):
         return nanos
 
     @staticmethod
-    def _pipeline(client, online_config, redis_keys, rows, ts_key, stamps, fields, blobs, view) -> None:
-        columns = [(field, blobs[feature.name]) for field, feature in zip(fields, view.features, strict=True)]
+    def _pipeline(client, online_config, redis_keys, rows, prepared: _RedisChunk, view) -> None:
+        blobs = _blob_lists({feature.name: blob for feature, blob in zip(view.features, prepared.blobs, strict=True)})
+        columns = [(field, blobs[feature.name]) for field, feature in zip(prepared.fields, view.features, strict=True)]
         with client.pipeline(transaction=False) as pipe:
             for i in rows.tolist():
-                mapping = {ts_key: stamps[i]}
+                mapping = {prepared.ts_field: prepared.stamps[prepared.at[i]]}
                 for hashed, column in columns:
                     mapping[hashed] = column[i]
                 pipe.hset(redis_keys[i], mapping=mapping)
@@ -825,63 +880,10 @@ def _packed_rows(packed: _Packed, rows: np.ndarray) -> _Packed:
     return _Packed(raw, packed.width, packed.nulls[rows])
 
 
-def resp_bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-def _resp_hsets(keys: list[bytes], ts_key: bytes, stamps: list[bytes], fields: list[bytes],
-                values: list[_Packed], ttl_seconds: int | None) -> bytes:
-    """`HSET key ts_key stamp field_1 value_1 ...` (then `EXPIRE key ttl`) per entity, in RESP, as
-    redis-py would send them. Every entity's bytes are laid out in one row of a uint8 matrix with a
-    mask of the bytes in use (a null value is shorter), and the masked matrix read row by row."""
-    n, k = len(keys), len(keys[0])
-    count = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(fields)))
-    head = np.frombuffer(count + b"$%d\r\n" % k, dtype=np.uint8)
-    parts = [np.broadcast_to(head, (n, len(head))),
-             np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
-             np.broadcast_to(np.frombuffer(b"\r\n" + resp_bulk(ts_key), dtype=np.uint8),
-                             (n, len(resp_bulk(ts_key)) + 2))]
-    masks = [np.ones((n, p.shape[1]), dtype=bool) for p in parts]
-    distinct = sorted(set(stamps))
-    pieces = [resp_bulk(s) for s in distinct]
-    width = max(map(len, pieces))
-    table = np.zeros((len(pieces), width), dtype=np.uint8)
-    used = np.zeros((len(pieces), width), dtype=bool)
-    for j, piece in enumerate(pieces):
-        table[j, :len(piece)] = np.frombuffer(piece, dtype=np.uint8)
-        used[j, :len(piece)] = True
-    index = {s: j for j, s in enumerate(distinct)}
-    at = np.fromiter((index[s] for s in stamps), dtype=np.int64, count=n)
-    parts.append(table[at])
-    masks.append(used[at])
-    for name, packed in zip(fields, values, strict=True):
-        w = packed.width
-        cell = np.empty((n, len(resp_bulk(name)) + len(resp_bulk(b"x" * w))), dtype=np.uint8)
-        cell[:, :len(resp_bulk(name))] = np.frombuffer(resp_bulk(name), dtype=np.uint8)
-        value_at = len(resp_bulk(name))
-        cell[:, value_at:value_at + 4] = np.frombuffer(b"$%d\r\n" % w, dtype=np.uint8)  # w is 9 or 5
-        cell[:, value_at + 4:value_at + 4 + w] = np.frombuffer(packed.raw, dtype=np.uint8).reshape(n, w)
-        cell[:, value_at + 4 + w:] = np.frombuffer(b"\r\n", dtype=np.uint8)
-        mask = np.ones(cell.shape, dtype=bool)
-        empty = np.frombuffer(resp_bulk(b""), dtype=np.uint8)  # a null value: Feast's empty Value
-        cell[packed.nulls, value_at:value_at + len(empty)] = empty
-        mask[packed.nulls, value_at + len(empty):] = False
-        parts.append(cell)
-        masks.append(mask)
-    if ttl_seconds:
-        expire = np.frombuffer(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n" % k, dtype=np.uint8)
-        tail = np.frombuffer(b"\r\n" + resp_bulk(str(int(ttl_seconds)).encode()), dtype=np.uint8)
-        parts += [np.broadcast_to(expire, (n, len(expire))),
-                  np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, k),
-                  np.broadcast_to(tail, (n, len(tail)))]
-        masks += [np.ones((n, len(expire) + k + len(tail)), dtype=bool)]
-    matrix = np.concatenate(parts, axis=1)
-    return matrix[np.concatenate(masks, axis=1)].tobytes()
-
-
-def _send_and_check(client, commands: bytes, replies: int) -> None:
-    """Send pre-packed commands whose replies are single lines (HSET, EXPIRE: integers, or errors) on
-    one pooled connection and read all `replies` lines at once; raise the first error reply."""
+def _send_and_check(client, commands, replies: int, ok: bytes = b":") -> None:
+    """Send pre-packed commands whose replies are single lines (HSET, EXPIRE: integers; RESTORE: +OK;
+    or errors) on one pooled connection and read all `replies` lines at once; raise the first reply
+    that does not start with `ok`."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
 
@@ -902,8 +904,8 @@ def _send_and_check(client, commands: bytes, replies: int) -> None:
     finally:
         pool.release(conn)
     answers = b"".join(received).split(b"\r\n")[:-1]
-    if len(answers) != replies or any(not answer.startswith(b":") for answer in answers):
-        errors = [answer for answer in answers if not answer.startswith(b":")]
+    if len(answers) != replies or any(not answer.startswith(ok) for answer in answers):
+        errors = [answer for answer in answers if not answer.startswith(ok)]
         raise ResponseError(f"Redis refused a write while materializing: {errors[:1] or answers[-1:]}")
 
 

@@ -83,6 +83,7 @@ def start_redis(exe: str, workdir: Path, port: int, persist: bool = False) -> tu
     process = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
          "--save", "3600 1" if persist else "", "--appendonly", "no", "--daemonize", "no",
+         "--sanitize-dump-payload", "yes",  # every RESTORE the materializer sends is checked in depth
          "--logfile", str(workdir / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(host="127.0.0.1", port=port)

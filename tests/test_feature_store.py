@@ -208,8 +208,9 @@ def _crash_after_first_chunk(monkeypatch):
 
 
 def test_a_write_redis_refuses_fails_the_load_and_records_nothing(make_settings, backend, monkeypatch):
-    """The Redis writer sends each chunk's HSETs from a writer thread: an error reply there fails the
-    load before any interval is recorded, and the rerun stores what an undisturbed load stores."""
+    """The Redis writer sends each chunk's commands (here RESTOREs: the database is empty) from a
+    writer thread: an error reply there fails the load before any interval is recorded, and the
+    rerun (HSETs: the database is no longer empty) stores what an undisturbed load stores."""
     if backend != "redis":
         pytest.skip("a Redis reply")
     from redis.exceptions import ResponseError
@@ -219,11 +220,11 @@ def test_a_write_redis_refuses_fails_the_load_and_records_nothing(make_settings,
     reference = _store(reference_settings, frame)
     real, sent = materialization._send_and_check, {"n": 0, "refuse": None}
 
-    def counted(client, commands, replies):
+    def counted(client, commands, replies, *ok):
         sent["n"] += 1
-        if sent["n"] == sent["refuse"]:  # an unknown command after the HSETs: Redis answers an error
+        if sent["n"] == sent["refuse"]:  # an unknown command after the chunk's: Redis answers an error
             commands, replies = commands + b"*1\r\n$12\r\nNOSUCHCOMMAN\r\n", replies + 1
-        return real(client, commands, replies)
+        return real(client, commands, replies, *ok)
 
     monkeypatch.setattr(materialization, "_send_and_check", counted)
     feature_store.materialize_latest(reference, reference_settings)
@@ -258,6 +259,47 @@ def test_only_a_load_into_an_empty_redis_database_skips_reading_stored_timestamp
     assert evals == []  # nothing was stored before
     feature_store.materialize_incremental(store, settings)
     assert len(evals) >= 3 and max(evals) == 100  # one read per view and chunk (of up to 100 keys)
+
+
+def test_a_load_into_an_empty_redis_database_restores_whole_hashes_unless_restore_is_denied(
+        make_settings, backend, monkeypatch):
+    """Into a database with no keys, each chunk is one RESTORE per entity holding every view's
+    fields (the fixture's redis-server checks each payload in depth: sanitize-dump-payload yes); a
+    user that may not run RESTORE gets the HSETs instead. Both store what stock Feast stores, field
+    for field and in the same order, TTL included."""
+    if backend != "redis":
+        pytest.skip("a Redis database")
+    import redis
+
+    stock_settings = make_settings("stock-whole", 100)
+    frame = _offline_frame(stock_settings, n_customers=120, stale=5, seed=8)
+    stock = _store(stock_settings, frame)
+    stock.materialize(start_date=stock_settings.snapshot_dates()[0] - timedelta(days=400),
+                      end_date=stock_settings.snapshot_dates()[-1] + timedelta(seconds=1))
+    expected = _stored(stock, stock_settings)
+
+    denied = make_settings("denied", 100)
+    url = denied.feature_store.redis_url
+    redis.Redis.from_url(url).acl_setuser("no-restore", enabled=True, passwords=["+pw"], keys=["*"],
+                                          commands=["+@all", "-restore"], reset=True)
+    denied = denied.model_copy(update={"feature_store": denied.feature_store.model_copy(
+        update={"redis_url": url.replace("redis://", "redis://no-restore:pw@")})})
+    real, kinds = materialization._send_and_check, []
+
+    def recorded(client, commands, replies, ok=b":"):
+        kinds.append(commands.split(b"\r\n", 3)[2])  # the first command's name
+        return real(client, commands, replies, ok)
+
+    monkeypatch.setattr(materialization, "_send_and_check", recorded)
+    for name, settings, command in (("restoring", make_settings("restoring", 100), b"RESTORE"),
+                                    ("denied", denied, b"HSET")):
+        kinds.clear()
+        store = _store(settings, frame)
+        materialization.materialize(store, stock_settings.snapshot_dates()[0] - timedelta(days=400),
+                                    stock_settings.snapshot_dates()[-1] + timedelta(seconds=1), chunk_rows=50)
+        assert set(kinds) == {command}, name
+        assert len(kinds) == (3 if command == b"RESTORE" else 3 * len(GROUPS)), name  # 120 entities
+        assert _stored(store, settings) == expected, name
 
 
 def test_incremental_materialization_is_idempotent_and_recovers_from_a_crash(make_settings, monkeypatch):
