@@ -90,7 +90,6 @@ def child(params_file: Path, path: str) -> None:
 
     from custintel import feature_store
     from custintel.config import load_settings
-    from custintel.redis_payloads import resp_bulk
 
     settings = load_settings(params_file)
     store = feature_store.open_store(settings)
@@ -200,6 +199,7 @@ def redis_floor(fast_params: Path, target_url: str) -> dict:
 
     from custintel import feature_store
     from custintel.config import load_settings
+    from custintel.redis_payloads import resp_bulk
 
     settings = load_settings(fast_params)
     store = feature_store.open_store(settings)
@@ -222,7 +222,8 @@ def redis_floor(fast_params: Path, target_url: str) -> dict:
                 present = [(field, fields[field]) for field in group if field in fields]
                 if present:
                     commands.append(b"*%d\r\n$4\r\nHSET\r\n%s%s" % (
-                        2 + 2 * len(present), resp_bulk(key), b"".join(resp_bulk(f) + resp_bulk(v) for f, v in present)))
+                        2 + 2 * len(present), resp_bulk(key),
+                        b"".join(resp_bulk(f) + resp_bulk(v) for f, v in present)))
     payload = b"".join(commands)
     target = urlparse(target_url)
     sock = socket.create_connection((target.hostname, target.port))
@@ -349,7 +350,8 @@ def main() -> None:
                         f"rerun on {FALLBACK_STOCK_CUSTOMERS}: the speed-up is the ratio of entities/s")
                 stock_customers = n_stock = min(FALLBACK_STOCK_CUSTOMERS, args.customers)  # other backend too
                 stock_url = f"{url}/{next(redis_db)}" if url else None
-                stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url, stock=True)
+                stock_params = params_for(f"{backend}-stock-{n_stock}", n_stock, backend, stock_url,
+                                          stock=True)
                 stock = _run_child(stock_params, "stock", None)
             stock["customers"] = n_stock
             for run in (fast, stock):

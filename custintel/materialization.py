@@ -431,7 +431,8 @@ class _Writer:
     def begin(self, views: list) -> None:
         """A job writing `views` starts (its chunks follow, then `wait`)."""
 
-    def write_views(self, views: list, join_keys: list[str], ts: str, created: str | None, chunk: pa.Table) -> None:
+    def write_views(self, views: list, join_keys: list[str], ts: str, created: str | None,
+                    chunk: pa.Table) -> None:
         """Write one chunk of rows into every one of `views` (by default one view at a time)."""
         for view in views:
             self(view, join_keys, ts, created, chunk)
@@ -691,14 +692,16 @@ def float_reprs(values: np.ndarray) -> pa.StringArray:
     exponent) are formatted by repr itself. Equal to repr on 10M sampled floats (see the tests)."""
     texts = pc.cast(pa.array(values), pa.string())
     magnitude = np.abs(values)
-    plain = np.isfinite(values) & (((magnitude >= _REPR_SPAN[0]) & (magnitude < _REPR_SPAN[1])) | (magnitude == 0))
+    in_span = (magnitude >= _REPR_SPAN[0]) & (magnitude < _REPR_SPAN[1])
+    plain = np.isfinite(values) & (in_span | (magnitude == 0))
     plain &= ~pc.match_substring(texts, "e").to_numpy(zero_copy_only=False)
     whole = plain & ~pc.match_substring(texts, ".").to_numpy(zero_copy_only=False)
     texts = pc.if_else(pa.array(whole), pc.binary_join_element_wise(texts, ".0", ""), texts)
     nan = np.isnan(values)
     other = ~plain & ~nan
     if other.any():
-        texts = pc.replace_with_mask(texts, pa.array(other), pa.array(list(map(repr, values[other].tolist()))))
+        reprs = pa.array(list(map(repr, values[other].tolist())))
+        texts = pc.replace_with_mask(texts, pa.array(other), reprs)
     if nan.any():
         texts = pc.if_else(pa.array(nan), pa.scalar(None, pa.string()), texts)
     return texts
@@ -802,7 +805,8 @@ class _RedisWriter(_BackgroundWriter):
             parts = [one.part() for one in prepared]
             if (all(part is not None for part in parts) and all(one.keys == keys for one in prepared)
                     and len({len(key) for key in keys}) == 1 and redis_payloads.fits_listpack(parts)):
-                commands = redis_payloads.restore_commands(keys, parts, self.store.config.online_store.key_ttl_seconds)
+                ttl = self.store.config.online_store.key_ttl_seconds
+                commands = redis_payloads.restore_commands(keys, parts, ttl)
                 self._submit("redis", _send_and_check, self._client(), commands, len(keys), b"+OK")
                 return
         super().write_views(views, join_keys, ts, created, chunk)
@@ -824,7 +828,8 @@ class _RedisWriter(_BackgroundWriter):
             stamps.append(stamp.SerializeToString())
             nanos.append(stamp.seconds * 1_000_000_000 + stamp.nanos)
         return _RedisChunk(keys=[key + project for key in data.keys], ts_field=f"_ts:{name}".encode(),
-                           fields=[_mmh3(f"{name}:{feature.name}") for feature in view.features],  # Feast's order
+                           # in Feast's HSET order
+                           fields=[_mmh3(f"{name}:{feature.name}") for feature in view.features],
                            stamps=stamps, at=which.reshape(-1), nanos=np.asarray(nanos, dtype=np.int64),
                            blobs=[data.blobs[feature.name] for feature in view.features])
 
@@ -845,7 +850,7 @@ class _RedisWriter(_BackgroundWriter):
         part = prepared.part(rows)
         if part is None or len({len(k) for k in redis_keys}) != 1:
             self._finish_writes()
-            self._pipeline(client, online_config, redis_keys, rows, prepared, view)
+            self._pipeline(client, online_config, redis_keys, rows, prepared)
             return
         commands = redis_payloads.hset_commands([redis_keys[i] for i in rows.tolist()], part,
                                                 online_config.key_ttl_seconds)
@@ -861,9 +866,9 @@ class _RedisWriter(_BackgroundWriter):
         return nanos
 
     @staticmethod
-    def _pipeline(client, online_config, redis_keys, rows, prepared: _RedisChunk, view) -> None:
-        blobs = _blob_lists({feature.name: blob for feature, blob in zip(view.features, prepared.blobs, strict=True)})
-        columns = [(field, blobs[feature.name]) for field, feature in zip(prepared.fields, view.features, strict=True)]
+    def _pipeline(client, online_config, redis_keys, rows, prepared: _RedisChunk) -> None:
+        columns = [(field, blob.blobs() if isinstance(blob, _Packed) else blob)
+                   for field, blob in zip(prepared.fields, prepared.blobs, strict=True)]
         with client.pipeline(transaction=False) as pipe:
             for i in rows.tolist():
                 mapping = {prepared.ts_field: prepared.stamps[prepared.at[i]]}

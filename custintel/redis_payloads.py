@@ -71,7 +71,8 @@ class RowBytes:
             used[j, :len(piece)] = True
         self.matrix(table[at], None if used.all() else used[at])
 
-    def framed(self, raw: bytes, width: int, nulls: np.ndarray, head: bytes, tail: bytes, null: bytes) -> None:
+    def framed(self, raw: bytes, width: int, nulls: np.ndarray, head: bytes, tail: bytes,
+               null: bytes) -> None:
         """Row i gets head + raw[i * width:(i + 1) * width] + tail, or `null` where nulls[i]."""
         block = np.empty((self.n, len(head) + width + len(tail)), dtype=np.uint8)
         block[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
@@ -149,7 +150,8 @@ def hset_commands(keys: Sequence[bytes], part: HashPart, ttl_seconds: int | None
     rows.pick([resp_bulk(stamp) for stamp in part.stamps], part.stamp_at)
     for name, packed in zip(part.fields, part.values, strict=True):
         rows.const(resp_bulk(name))
-        rows.framed(packed.raw, packed.width, packed.nulls, b"$%d\r\n" % packed.width, b"\r\n", resp_bulk(b""))
+        rows.framed(packed.raw, packed.width, packed.nulls, b"$%d\r\n" % packed.width, b"\r\n",
+                    resp_bulk(b""))
     if ttl_seconds:
         rows.const(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n" % len(keys[0]))
         rows.matrix(_key_block(keys))
@@ -190,7 +192,8 @@ def restore_commands(keys: Sequence[bytes], parts: Sequence[HashPart], ttl_secon
     length, length_used = _rdb_length(total)
     header = np.empty((n, 6), dtype=np.uint8)
     header[:, :4] = total.astype("<u4").view(np.uint8).reshape(n, 4)
-    header[:, 4:] = np.frombuffer(min(2 * pairs, LISTPACK_UNKNOWN_COUNT).to_bytes(2, "little"), dtype=np.uint8)
+    count = min(2 * pairs, LISTPACK_UNKNOWN_COUNT).to_bytes(2, "little")
+    header[:, 4:] = np.frombuffer(count, dtype=np.uint8)
     payload = 1 + length_used.sum(axis=1) + total + 2 + 8  # type, length, listpack, version, crc
     digits, digits_used = _decimal(payload)
 

@@ -43,7 +43,8 @@ def _hashes(client, keys) -> dict:
             for key in keys}
 
 
-@pytest.mark.parametrize(("fields", "ttl"), [((1,), None), ((5, 2, 3), None), ((5, 2, 3), 3600), ((700,), None)])
+@pytest.mark.parametrize(("fields", "ttl"),
+                         [((1,), None), ((5, 2, 3), None), ((5, 2, 3), 3600), ((700,), None)])
 def test_restored_hashes_equal_the_hashes_hsets_build(redis_server, fields, ttl):
     """One feature (a listpack under 64 bytes: RDB's 1-byte length), a few views (2 bytes), and 700
     features (over 16 KiB: 5 bytes; and over 128 fields, so the server turns it into a hash table
@@ -65,7 +66,8 @@ def test_restored_hashes_equal_the_hashes_hsets_build(redis_server, fields, ttl)
     client.flushdb()
     assert _send(client, redis_payloads.restore_commands(keys, parts, ttl), n) == [b"OK"] * n
     assert _hashes(client, keys) == expected
-    assert {encoding for _, _, encoding in expected.values()} == {b"hashtable" if fields == (700,) else b"listpack"}
+    encoding = b"hashtable" if fields == (700,) else b"listpack"
+    assert {encoding_ for _, _, encoding_ in expected.values()} == {encoding}
     assert redis_payloads.restore_allowed(client)
 
 
