@@ -46,6 +46,7 @@ from custintel.errors import UserError
 log = logging.getLogger(__name__)
 _CHECK_ROWS = 32  # rows per chunk whose fast serialisation is compared with Feast's own
 _ROWS_PER_STATEMENT = 50
+_RESTORE_ROWS = 10_000  # entities per RESTORE batch (about 10 MB of commands with 45 features)
 
 
 @dataclass
@@ -806,8 +807,11 @@ class _RedisWriter(_BackgroundWriter):
             if (all(part is not None for part in parts) and all(one.keys == keys for one in prepared)
                     and len({len(key) for key in keys}) == 1 and redis_payloads.fits_listpack(parts)):
                 ttl = self.store.config.online_store.key_ttl_seconds
-                commands = redis_payloads.restore_commands(keys, parts, ttl)
-                self._submit("redis", _send_and_check, self._client(), commands, len(keys), b"+OK")
+                for start in range(0, len(keys), _RESTORE_ROWS):  # smaller matrices, an earlier first send
+                    rows = np.arange(start, min(start + _RESTORE_ROWS, len(keys)))
+                    commands = redis_payloads.restore_commands(keys[start:start + _RESTORE_ROWS],
+                                                               [one.part(rows) for one in prepared], ttl)
+                    self._submit("redis", _send_and_check, self._client(), commands, len(rows), b"+OK")
                 return
         super().write_views(views, join_keys, ts, created, chunk)
 
