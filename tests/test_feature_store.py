@@ -416,6 +416,12 @@ def test_fast_online_reader_equals_the_stock_read_with_ttl(make_settings):
                 if ids:  # stock get_online_features fails on no entity rows; the fast reader returns none
                     stock = feature_store.stock_online_features(store, ids, subset, as_of=as_of)
                     pd.testing.assert_frame_equal(fast, _as_float(stock), check_exact=True)
+    for as_of in (latest, latest - timedelta(days=30), latest + timedelta(days=60)):
+        # one id (TTL checked view by view) equals its row of a many-id read (TTL over the matrix)
+        many = feature_store.online_features(store, list(range(-2, 65)), names, as_of=as_of)
+        for row, customer in enumerate(range(-2, 65)):
+            one = feature_store.online_features(store, [customer], names, as_of=as_of)
+            pd.testing.assert_frame_equal(one, many.iloc[[row]].reset_index(drop=True), check_exact=True)
     at_latest = feature_store.online_features(store, [stale, 1, 10**9], names, as_of=latest)
     assert at_latest.loc[[0, 2], names].isna().all(axis=None)  # stale, unknown
     assert at_latest.loc[1, names].notna().any()
