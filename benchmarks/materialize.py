@@ -23,7 +23,9 @@ transfer optimisation, custintel.sqlite_staging, which the floor's `WHERE true` 
 
 Redis floor (`redis.floor`): redis-server alone applying, into an empty database, one HSET per hash
 and feature view holding what the fast path stored, built beforehand and sent at once on one
-connection; `stock_over_floor` likewise.
+connection; `stock_over_floor` likewise. It is the floor of any HSET writer: the fast path into an
+empty database sends one RESTORE per hash instead, which costs the server about a sixth of that
+(benchmarks/redis_restore.py), so it can take less than this floor.
 
     PYTHONPATH=. python benchmarks/materialize.py --customers 100000 --snapshots 12
 """

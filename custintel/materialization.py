@@ -13,9 +13,10 @@ rows). This module does the same job with the same result:
    entity keys and values are serialised the way Feast does (checked against Feast's own
    conversion on every chunk), then written by one `INSERT ... SELECT` per view (SQLite, in a
    writer thread; into empty tables, about half the views through a staging file written by a
-   second thread, see custintel.sqlite_staging), by RESP commands laid out with numpy (Redis) or
-   by the store's `online_write_batch` (any other store), byte for byte what stock
-   materialization stores;
+   second thread, see custintel.sqlite_staging), by RESP commands laid out with numpy (Redis: HSETs,
+   or into a database with no keys one RESTORE of each entity's whole hash, see
+   custintel.redis_payloads) or by the store's `online_write_batch` (any other store), byte for
+   byte what stock materialization stores;
 3. only when every chunk of a view is written, record the interval in the registry
    (`registry.apply_materialization`, as Feast does), which is the watermark that
    `materialize_incremental` starts from.
@@ -800,8 +801,8 @@ class _RedisWriter(_BackgroundWriter):
         self.whole_hashes = self.empty_at_start and bool(self._restore_allowed)
 
     def write_views(self, views, join_keys, ts, created, chunk) -> None:
+        prepared = [self._prepare(view, join_keys, ts, created, chunk) for view in views]
         if self.whole_hashes:
-            prepared = [self._prepare(view, join_keys, ts, created, chunk) for view in views]
             keys = prepared[0].keys
             parts = [one.part() for one in prepared]
             if (all(part is not None for part in parts) and all(one.keys == keys for one in prepared)
@@ -813,7 +814,8 @@ class _RedisWriter(_BackgroundWriter):
                                                                [one.part(rows) for one in prepared], ttl)
                     self._submit("redis", _send_and_check, self._client(), commands, len(rows), b"+OK")
                 return
-        super().write_views(views, join_keys, ts, created, chunk)
+        for one in prepared:
+            self._write(one)
 
     def _prepare(self, view, join_keys, ts, created, chunk) -> _RedisChunk:
         from feast.infra.online_stores.helpers import _mmh3
@@ -837,9 +839,9 @@ class _RedisWriter(_BackgroundWriter):
                            stamps=stamps, at=which.reshape(-1), nanos=np.asarray(nanos, dtype=np.int64),
                            blobs=[data.blobs[feature.name] for feature in view.features])
 
-    def __call__(self, view, join_keys, ts, created, chunk) -> None:
+    def _write(self, prepared: _RedisChunk) -> None:
+        """HSETs of one view's share of a chunk (the entities whose stored timestamp is older)."""
         online_config = self.store.config.online_store
-        prepared = self._prepare(view, join_keys, ts, created, chunk)
         redis_keys = prepared.keys
         client = self._client()
         write = np.ones(len(redis_keys), dtype=bool)
