@@ -734,24 +734,23 @@ def _value_texts(column: pa.ChunkedArray, dtype) -> list[str | None]:
 
 @dataclass
 class _RedisChunk:
-    """One view's share of a chunk, ready for Redis: the keys, the `_ts` stamps (`stamps[at[i]]` for
-    row i, `nanos[j]` the time of stamps[j]) and the serialised values."""
+    """One view's share of a chunk, ready for Redis: the keys, and the view's HashPart whose values
+    are _Packed (Float64/Float32) or, for any other feature type, lists of serialised values;
+    nanos[j] is the time of part.stamps[j]."""
 
     keys: list[bytes]
-    ts_field: bytes
-    fields: list[bytes]
-    stamps: list[bytes]
-    at: np.ndarray
+    part: redis_payloads.HashPart
     nanos: np.ndarray
-    blobs: list
 
-    def part(self, rows: np.ndarray | None = None) -> redis_payloads.HashPart | None:
-        """The `rows` (default all) as a HashPart; None where a feature is not packed (not a float)."""
-        if not all(isinstance(blob, _Packed) for blob in self.blobs):
-            return None
-        return redis_payloads.HashPart(self.ts_field, self.stamps, self.at if rows is None else self.at[rows],
-                                       self.fields, [blob if rows is None else _packed_rows(blob, rows)
-                                                     for blob in self.blobs])
+    @property
+    def packed(self) -> bool:
+        return all(isinstance(values, _Packed) for values in self.part.values)
+
+    def rows(self, rows: np.ndarray) -> redis_payloads.HashPart:
+        """The packed part of `rows` only."""
+        part = self.part
+        return redis_payloads.HashPart(part.ts_field, part.stamps, part.stamp_at[rows], part.fields,
+                                       [_packed_rows(values, rows) for values in part.values])
 
 
 class _RedisWriter(_BackgroundWriter):
@@ -804,14 +803,14 @@ class _RedisWriter(_BackgroundWriter):
         prepared = [self._prepare(view, join_keys, ts, created, chunk) for view in views]
         if self.whole_hashes:
             keys = prepared[0].keys
-            parts = [one.part() for one in prepared]
-            if (all(part is not None for part in parts) and all(one.keys == keys for one in prepared)
-                    and len({len(key) for key in keys}) == 1 and redis_payloads.fits_listpack(parts)):
+            if (all(one.packed and one.keys == keys for one in prepared)
+                    and len({len(key) for key in keys}) == 1
+                    and redis_payloads.fits_listpack([one.part for one in prepared])):
                 ttl = self.store.config.online_store.key_ttl_seconds
                 for start in range(0, len(keys), _RESTORE_ROWS):  # smaller matrices, an earlier first send
                     rows = np.arange(start, min(start + _RESTORE_ROWS, len(keys)))
                     commands = redis_payloads.restore_commands(keys[start:start + _RESTORE_ROWS],
-                                                               [one.part(rows) for one in prepared], ttl)
+                                                               [one.rows(rows) for one in prepared], ttl)
                     self._submit("redis", _send_and_check, self._client(), commands, len(rows), b"+OK")
                 return
         for one in prepared:
@@ -833,11 +832,11 @@ class _RedisWriter(_BackgroundWriter):
             stamp.FromDatetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value))
             stamps.append(stamp.SerializeToString())
             nanos.append(stamp.seconds * 1_000_000_000 + stamp.nanos)
-        return _RedisChunk(keys=[key + project for key in data.keys], ts_field=f"_ts:{name}".encode(),
-                           # in Feast's HSET order
-                           fields=[_mmh3(f"{name}:{feature.name}") for feature in view.features],
-                           stamps=stamps, at=which.reshape(-1), nanos=np.asarray(nanos, dtype=np.int64),
-                           blobs=[data.blobs[feature.name] for feature in view.features])
+        part = redis_payloads.HashPart(
+            ts_field=f"_ts:{name}".encode(), stamps=stamps, stamp_at=which.reshape(-1),
+            fields=[_mmh3(f"{name}:{feature.name}") for feature in view.features],  # in Feast's HSET order
+            values=[data.blobs[feature.name] for feature in view.features])
+        return _RedisChunk([key + project for key in data.keys], part, np.asarray(nanos, dtype=np.int64))
 
     def _write(self, prepared: _RedisChunk) -> None:
         """HSETs of one view's share of a chunk (the entities whose stored timestamp is older)."""
@@ -846,19 +845,18 @@ class _RedisWriter(_BackgroundWriter):
         client = self._client()
         write = np.ones(len(redis_keys), dtype=bool)
         if not online_config.skip_dedup and redis_keys and not self.empty_at_start:
-            stored = client.eval(self._STORED_STAMPS, len(redis_keys), *redis_keys, prepared.ts_field)
+            stored = client.eval(self._STORED_STAMPS, len(redis_keys), *redis_keys, prepared.part.ts_field)
             previous = np.array([self._nanos(raw) for raw in stored], dtype=np.int64)
             # Feast skips an entity when a stored timestamp exists and is as new
-            write = (previous == 0) | (prepared.nanos[prepared.at] > previous)
+            write = (previous == 0) | (prepared.nanos[prepared.part.stamp_at] > previous)
         rows = np.flatnonzero(write)
         if not len(rows):
             return
-        part = prepared.part(rows)
-        if part is None or len({len(k) for k in redis_keys}) != 1:
+        if not prepared.packed or len({len(k) for k in redis_keys}) != 1:
             self._finish_writes()
-            self._pipeline(client, online_config, redis_keys, rows, prepared)
+            self._pipeline(client, online_config, redis_keys, rows, prepared.part)
             return
-        commands = redis_payloads.hset_commands([redis_keys[i] for i in rows.tolist()], part,
+        commands = redis_payloads.hset_commands([redis_keys[i] for i in rows.tolist()], prepared.rows(rows),
                                                 online_config.key_ttl_seconds)
         replies_per_entity = 2 if online_config.key_ttl_seconds else 1
         self._submit("redis", _send_and_check, client, commands, len(rows) * replies_per_entity)
@@ -872,12 +870,12 @@ class _RedisWriter(_BackgroundWriter):
         return nanos
 
     @staticmethod
-    def _pipeline(client, online_config, redis_keys, rows, prepared: _RedisChunk) -> None:
-        columns = [(field, blob.blobs() if isinstance(blob, _Packed) else blob)
-                   for field, blob in zip(prepared.fields, prepared.blobs, strict=True)]
+    def _pipeline(client, online_config, redis_keys, rows, part: redis_payloads.HashPart) -> None:
+        columns = [(field, values.blobs() if isinstance(values, _Packed) else values)
+                   for field, values in zip(part.fields, part.values, strict=True)]
         with client.pipeline(transaction=False) as pipe:
             for i in rows.tolist():
-                mapping = {prepared.ts_field: prepared.stamps[prepared.at[i]]}
+                mapping = {part.ts_field: part.stamps[part.stamp_at[i]]}
                 for hashed, column in columns:
                     mapping[hashed] = column[i]
                 pipe.hset(redis_keys[i], mapping=mapping)

@@ -11,8 +11,8 @@ holding per feature view a `_ts:<view>` field (a serialised Timestamp) and one f
   hash those HSETs would build: the same fields in the same order in a listpack (Redis's compact
   hash encoding), in RDB format, with the RDB version and CRC-64 checksum Redis checks. The server
   then only checks the checksum and the listpack's header and links the value in, instead of
-  parsing every field and searching the hash for it: about a seventh of the server's work, which
-  on a small machine shares the cores with the client.
+  parsing every field and searching the hash for it: about a sixth of the server's work
+  (benchmarks/redis_restore.py), which on a small machine shares the cores with the client.
 
 Each command's bytes are built as one row of a uint8 matrix (a block of columns per argument), with
 a mask of the bytes in use where rows differ in length (a null value is shorter), and the masked
@@ -124,7 +124,7 @@ def _decimal(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     powers = 10 ** np.arange(19, -1, -1, dtype=np.uint64)
     values = values.astype(np.uint64)
     digits = (values[:, None] // powers % 10).astype(np.uint8) + ord("0")
-    return digits, values[:, None] >= np.maximum(powers, 1)
+    return digits, values[:, None] >= powers
 
 
 @dataclass

@@ -86,7 +86,8 @@ def _rebuild(conn: sqlite3.Connection, table: str, layout: str) -> None:
         conn.execute(f"DROP TABLE {quote_identifier(table)}")  # drops its indexes too
         conn.execute(f"ALTER TABLE {staging} RENAME TO {quote_identifier(table)}")
         if layout == "feast":
-            conn.execute(f"CREATE INDEX {quote_identifier(table + '_ek')} ON {quote_identifier(table)} (entity_key)")
+            index, quoted = quote_identifier(table + "_ek"), quote_identifier(table)
+            conn.execute(f"CREATE INDEX {index} ON {quoted} (entity_key)")
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -95,12 +95,11 @@ class Staging:
             main.execute("BEGIN IMMEDIATE")
             try:
                 for table in self.tables:
-                    source = f"{_SCHEMA}.{quote_identifier(table)}"
+                    source, target = f"{_SCHEMA}.{quote_identifier(table)}", f"main.{quote_identifier(table)}"
                     if is_empty(main, table):
-                        main.execute(f"INSERT INTO main.{quote_identifier(table)} SELECT * FROM {source}")
+                        main.execute(f"INSERT INTO {target} SELECT * FROM {source}")
                     else:
-                        main.execute(f"INSERT INTO main.{quote_identifier(table)} SELECT * FROM {source} WHERE true "
-                                     f"{upsert}")
+                        main.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE true {upsert}")
                 main.commit()
             except BaseException:
                 main.rollback()
