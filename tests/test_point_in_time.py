@@ -72,3 +72,23 @@ def test_labels_cover_exactly_the_horizon(raw_dir):
 def test_no_labels_when_horizon_not_observed(raw_dir):
     end = datetime(2025, 4, 1, tzinfo=UTC)
     assert compute_labels(raw_dir, [SNAP], horizon_days=90, end=end).empty
+
+
+def test_events_roll_up_the_same_in_any_row_order_and_batch_size(tiny_settings, tmp_path, monkeypatch):
+    """The events are rolled up a batch at a time: a (customer, session) cut by a batch boundary is
+    joined back, and rows in any order are sorted and merged; all give the features of one batch."""
+    from custintel.config import utc_datetime
+    from custintel.data.generator import generate_chunks, write_tables
+    from custintel.features import point_in_time
+
+    raw = tmp_path / "generated"
+    write_tables(generate_chunks(tiny_settings.data, seed=0), raw)
+    end = utc_datetime(tiny_settings.data.end_date)
+    snaps = [end - pd.Timedelta(days=30 * k) for k in range(6)]
+    whole = compute_features(raw, snaps)
+    events = pd.read_parquet(raw / "events.parquet")
+    assert events["session_id"].nunique() > 1000
+    monkeypatch.setattr(point_in_time, "_EVENT_BATCH", 97)  # hundreds of boundaries, many inside a session
+    pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)
+    events.sample(frac=1.0, random_state=3).to_parquet(raw / "events.parquet", index=False)
+    pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)

@@ -46,6 +46,7 @@ _GROUP_WINDOWS: dict[str, tuple[int, ...]] = {
 }
 _EVENT_TYPES = ("view", "search", "add_to_cart", "checkout")
 _CELLS = 20_000_000  # cells of a dense (segment, category, customer) table of the basket group
+_EVENT_BATCH = 1 << 20  # events rolled up at a time
 
 
 # Every table is read once (pyarrow, only the columns needed) and every row gets a *segment*: the
@@ -297,10 +298,11 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The events of known customers rolled up per (customer, session, segment), sorted so: customer,
     session id, segment and the events of each type (`_EVENT_TYPES`). Read a row group at a time, each
-    rolled up over its consecutive events, then the runs sorted (where they are not) and merged."""
-    runs = []
+    rolled up over its consecutive events; a run a row group boundary cuts is joined back in place, and
+    the runs are sorted and merged only where the rows were not in (customer, session) order."""
+    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     file = pq.ParquetFile(b.raw_dir / "events.parquet")
-    for batch in file.iter_batches(batch_size=1 << 20, columns=["session_id", "customer_id", "event_ts",
+    for batch in file.iter_batches(batch_size=_EVENT_BATCH, columns=["session_id", "customer_id", "event_ts",
                                                                   "event_type"]):
         ci, known = _lookup(b.ids, _ints(batch.column("customer_id")))
         ts, nulls = _ns(batch.column("event_ts"))
@@ -314,19 +316,26 @@ def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.nd
         run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
         typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
         typed = typed.reshape(len(starts), 5)[:, 1:].astype(np.int32)  # column 0: other event types
-        runs.append((ci[starts], sess[starts], seg[starts], typed))
+        part = ci[starts], sess[starts], seg[starts], typed
+        if runs and all(prev[-1] == this[0] for prev, this in zip(runs[-1][:3], part[:3], strict=True)):
+            runs[-1][3][-1] += typed[0]  # the previous row group ended inside this run
+            part = tuple(a[1:] for a in part)
+        if len(part[0]):
+            runs.append(part)
     if not runs:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int32)
     ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
     del runs
     order = _sort(ci, sess, seg)
-    if order is not None:
-        ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
+    if order is None:  # every run is whole: (customer, session, segment) changes from one to the next
+        return ci, sess, seg, counts
+    ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
     new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
-    if not new.all():  # a run cut by a row group, or one the sort brought together
-        starts, merged = np.flatnonzero(new), counts[new]
-        np.add.at(merged, (np.cumsum(new) - 1)[~new], counts[~new])  # few rows
-        ci, sess, seg, counts = ci[starts], sess[starts], seg[starts], merged
+    if not new.all():  # runs the sort brought together
+        run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
+        counts = np.stack([np.bincount(run, counts[:, k], minlength=len(starts)) for k in range(4)],
+                          axis=1).astype(np.int32)
+        ci, sess, seg = ci[starts], sess[starts], seg[starts]
     return ci, sess, seg, counts
 
 
