@@ -45,7 +45,6 @@ _GROUP_WINDOWS: dict[str, tuple[int, ...]] = {
     TEXT.name: (),
 }
 _EVENT_TYPES = ("view", "search", "add_to_cart", "checkout")
-_CELLS = 20_000_000  # cells of a dense (segment, category, customer) table of the basket group
 _EVENT_BATCH = 1 << 20  # events rolled up at a time
 
 
@@ -270,21 +269,16 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     disc = cuts.before(cuts.table(ci, seg, nc, discount))
     known = cuts.seg(np.maximum(order_ts, ret_ts[keep])[returned])
     n_returned = cuts.before(cuts.table(ci[returned], known, nc))
-    # gross per (snapshot, category, customer), a few categories at a time (at most _CELLS cells);
-    # per customer the largest and sum(g ln g) over the categories
+    # gross per (snapshot, customer) of one category at a time (the lines sorted by category, each a
+    # slice); per customer the largest and sum(g ln g) over the categories
     top, g_ln_g = np.zeros((len(b.snaps), nc)), np.zeros((len(b.snaps), nc))
-    n_cat = int(cat.max(initial=-1)) + 1
-    step = max(1, _CELLS // max(cuts.n * nc, 1))
-    for lo in range(0, n_cat, step):
-        hi = min(lo + step, n_cat)
-        these = slice(None) if (lo, hi) == (0, n_cat) else (cat >= lo) & (cat < hi)
-        key = (seg[these] * (hi - lo) + cat[these] - lo) * nc + ci[these]
-        g = np.bincount(key, gross[these], minlength=cuts.n * (hi - lo) * nc).reshape(cuts.n, hi - lo, nc)
-        g = _running(np.add, g)[cuts.col(0)]  # (snapshot, category, customer)
-        np.maximum(top, g.max(axis=1), out=top)
-        ln_g = np.zeros_like(g)
-        np.log(g, out=ln_g, where=g > 0)  # only where there is gross
-        g_ln_g += np.multiply(g, ln_g, out=ln_g).sum(axis=1)
+    by_cat = np.argsort(cat, kind="stable")
+    bounds = np.searchsorted(cat[by_cat], np.arange(int(cat.max(initial=-1)) + 2))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = by_cat[lo:hi]
+        g = cuts.before(cuts.table(ci[rows], seg[rows], nc, gross[rows]))
+        np.maximum(top, g, out=top)
+        g_ln_g += g * np.log(np.where(g > 0, g, 1))  # 0 where there is no gross
     safe = np.where(total > 0, total, 1)
     return {
         "discount_share": _div(disc, total),
