@@ -9,6 +9,7 @@ Features at a snapshot use only events strictly before it; labels use only event
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,8 +76,14 @@ class _Cuts:
               weights: np.ndarray | None = None) -> np.ndarray:
         """Cumulative (segment, customer) table: [k, c] = sum of `weights` (count) of c's rows in
         segments 0..k, i.e. before cuts[k]."""
-        dense = np.bincount(seg * n_customers + ci, weights, minlength=n_customers * self.n)
-        return _running(np.add, dense.reshape(self.n, n_customers))
+        return next(self.tables(ci, seg, n_customers, weights))
+
+    def tables(self, ci: np.ndarray, seg: np.ndarray, n_customers: int,
+               *weights: np.ndarray | None) -> Iterator[np.ndarray]:
+        """`table` for each of `weights` over the same rows, one at a time."""
+        cells = seg * n_customers + ci
+        for w in weights:
+            yield _running(np.add, np.bincount(cells, w, minlength=n_customers * self.n).reshape(self.n, n_customers))
 
     def col(self, days: int) -> np.ndarray:
         """Per snapshot, the column of a cumulative table holding rows before snapshot - `days`."""
@@ -204,7 +211,7 @@ def _purchase(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     seg, wseg = cuts.seg(ts), whole.seg(ts)
     after = np.r_[False, ci[1:] == ci[:-1]]  # an order with an earlier one of its customer: a gap
     gap = np.where(after, np.r_[0, np.diff(ts)] / _NS_PER_DAY, 0.0)
-    count, spend = cuts.table(ci, seg, nc), cuts.table(ci, seg, nc, amount)
+    count, spend = cuts.tables(ci, seg, nc, None, amount)
     n, total = cuts.before(count), cuts.before(spend)
     spend2 = whole.before(whole.table(ci, wseg, nc, amount * amount))
     n_gaps = np.maximum(n - 1, 0)  # every order but the first
@@ -256,6 +263,7 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     pid = _ints(products["product_id"])
     by_pid = np.argsort(pid, kind="stable")
     category = pd.factorize(products["category"].to_pandas(), use_na_sentinel=False)[0][by_pid]
+    category = category.astype(np.min_scalar_type(len(category)))  # a small type sorts by radix
     ppos, in_products = _lookup(pid[by_pid], _ints(t["product_id"]))
     keep = in_orders & in_products
     ci, order_ts, cat = o["ci"][row[keep]], o["ts"][row[keep]], category[ppos[keep]]
@@ -264,16 +272,14 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ret_ts, not_returned = _ns(t["return_ts"])
     returned = ~not_returned[keep]
     seg = cuts.seg(order_ts)
-    n_lines = cuts.before(cuts.table(ci, seg, nc))
-    total = cuts.before(cuts.table(ci, seg, nc, gross))
-    disc = cuts.before(cuts.table(ci, seg, nc, discount))
+    n_lines, total, disc = (cuts.before(t) for t in cuts.tables(ci, seg, nc, None, gross, discount))
     known = cuts.seg(np.maximum(order_ts, ret_ts[keep])[returned])
     n_returned = cuts.before(cuts.table(ci[returned], known, nc))
     # gross per (snapshot, customer) of one category at a time (the lines sorted by category, each a
     # slice); per customer the largest and sum(g ln g) over the categories
     top, g_ln_g = np.zeros((len(b.snaps), nc)), np.zeros((len(b.snaps), nc))
     by_cat = np.argsort(cat, kind="stable")
-    bounds = np.searchsorted(cat[by_cat], np.arange(int(cat.max(initial=-1)) + 2))
+    bounds = np.searchsorted(cat[by_cat], np.arange(int(cat.max()) + 2 if len(cat) else 1))
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         rows = by_cat[lo:hi]
         g = cuts.before(cuts.table(ci[rows], seg[rows], nc, gross[rows]))
@@ -339,8 +345,8 @@ def _engagement(b: _Build) -> dict[str, np.ndarray]:
     cuts, nc, ns = b.cuts(ENGAGEMENT), len(b.ids), len(b.snaps)
     ci, sess, seg, counts = _session_runs(b, cuts)
     out = {}
-    for k, name in enumerate(("views", "searches", "cart_adds", "checkouts")):
-        cum = cuts.table(ci, seg, nc, counts[:, k].astype(np.float64))
+    by_type = cuts.tables(ci, seg, nc, *counts.T)  # one type at a time
+    for name, cum in zip(("views", "searches", "cart_adds", "checkouts"), by_type, strict=True):
         for d in (7, 30):
             out[f"{name}_{d}d"] = cuts.window(cum, d)
     del cum
@@ -350,9 +356,7 @@ def _engagement(b: _Build) -> dict[str, np.ndarray]:
     del sess, counts, new_sess
     single = np.bincount(run_sess)[run_sess] == 1  # sessions within one segment: almost all
     s_ci, s_seg = run_ci[single], run_seg[single]
-    sessions = cuts.table(s_ci, s_seg, nc)
-    carted = cuts.table(s_ci, s_seg, nc, cart[single].astype(np.float64))
-    abandoned = cuts.table(s_ci, s_seg, nc, (cart & ~checkout)[single].astype(np.float64))
+    sessions, carted, abandoned = cuts.tables(s_ci, s_seg, nc, None, cart[single], (cart & ~checkout)[single])
     counts = {"sessions_7d": cuts.window(sessions, 7), "sessions_30d": cuts.window(sessions, 30),
               "sessions_prev_30d": cuts.window(sessions, 60, 30),
               "cart_sessions_90d": cuts.window(carted, 90), "abandoned_90d": cuts.window(abandoned, 90)}
