@@ -186,6 +186,11 @@ def _div(num: np.ndarray, den: np.ndarray, other: np.ndarray | float = 0.0) -> n
     return np.where(den > 0, num / np.where(den > 0, den, 1), other)
 
 
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    """x ln x, 0 where x is not > 0."""
+    return np.where(x > 0, x * np.log(np.where(x > 0, x, 1)), 0.0)
+
+
 def _std(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Population standard deviation from sums of x and x^2 over n (0 where n = 0)."""
     mean = _div(s1, n)
@@ -275,16 +280,22 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     n_lines, total, disc = (cuts.before(t) for t in cuts.tables(ci, seg, nc, None, gross, discount))
     known = cuts.seg(np.maximum(order_ts, ret_ts[keep])[returned])
     n_returned = cuts.before(cuts.table(ci[returned], known, nc))
-    # gross per (snapshot, customer) of one category at a time (the lines sorted by category, each a
-    # slice); per customer the largest and sum(g ln g) over the categories
-    top, g_ln_g = np.zeros((len(b.snaps), nc)), np.zeros((len(b.snaps), nc))
+    # per category (its lines a slice of those sorted by category) g, a customer's gross in it before
+    # each cut: the largest over the categories, and sum(g ln g) - which changes only in the (segment,
+    # customer) cells where the category has lines, so those changes are summed over the segments
+    top, change = np.zeros((len(b.snaps), nc)), np.zeros(cuts.n * nc)
     by_cat = np.argsort(cat, kind="stable")
     bounds = np.searchsorted(cat[by_cat], np.arange(int(cat.max()) + 2 if len(cat) else 1))
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         rows = by_cat[lo:hi]
-        g = cuts.before(cuts.table(ci[rows], seg[rows], nc, gross[rows]))
-        np.maximum(top, g, out=top)
-        g_ln_g += g * np.log(np.where(g > 0, g, 1))  # 0 where there is no gross
+        g = np.bincount(seg[rows] * nc + ci[rows], gross[rows], minlength=cuts.n * nc)
+        hit = np.flatnonzero(g)
+        g = _running(np.add, g.reshape(cuts.n, nc))
+        np.maximum(top, g[cuts.col(0)], out=top)
+        after = g.ravel()[hit]
+        before = np.where(hit >= nc, g.ravel()[hit - nc], 0.0)  # the cell before: the same customer's
+        change[hit] += _xlogx(after) - _xlogx(before)
+    g_ln_g = _running(np.add, change.reshape(cuts.n, nc))[cuts.col(0)]
     safe = np.where(total > 0, total, 1)
     return {
         "discount_share": _div(disc, total),
