@@ -1,10 +1,15 @@
 """Point-in-time correctness on a hand-made history."""
 
+import threading
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from custintel.config import utc_datetime
+from custintel.data.generator import generate_chunks, write_tables
+from custintel.features import point_in_time
 from custintel.features.point_in_time import compute_features, compute_labels
 from custintel.features.schema import BASKET, FEATURE_NAMES
 
@@ -75,20 +80,52 @@ def test_no_labels_when_horizon_not_observed(raw_dir):
 
 
 def test_events_roll_up_the_same_in_any_row_order_and_batch_size(tiny_settings, tmp_path, monkeypatch):
-    """The events are rolled up a batch at a time: a (customer, session) cut by a batch boundary is
-    joined back, and rows in any order are sorted and merged; all give the features of one batch."""
-    from custintel.config import utc_datetime
-    from custintel.data.generator import generate_chunks, write_tables
-    from custintel.features import point_in_time
-
-    raw = tmp_path / "generated"
-    write_tables(generate_chunks(tiny_settings.data, seed=0), raw)
-    end = utc_datetime(tiny_settings.data.end_date)
-    snaps = [end - pd.Timedelta(days=30 * k) for k in range(6)]
+    """The events are rolled up a batch at a time, row groups shared by two threads: a (customer,
+    session) cut by a batch or row group boundary is joined back, and rows in any order are sorted and
+    merged; all give the features of one batch."""
+    raw, snaps = _generated(tiny_settings, tmp_path)
     whole = compute_features(raw, snaps)
     events = pd.read_parquet(raw / "events.parquet")
     assert events["session_id"].nunique() > 1000
     monkeypatch.setattr(point_in_time, "_EVENT_BATCH", 97)  # hundreds of boundaries, many inside a session
     pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)
-    events.sample(frac=1.0, random_state=3).to_parquet(raw / "events.parquet", index=False)
+    events.to_parquet(raw / "events.parquet", index=False, row_group_size=1013)
+    assert pq.ParquetFile(raw / "events.parquet").num_row_groups > 10
     pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)
+    events.sample(frac=1.0, random_state=3).to_parquet(raw / "events.parquet", index=False, row_group_size=1013)
+    pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)
+
+
+def test_a_failing_event_row_group_fails_the_build_without_hanging(tiny_settings, tmp_path, monkeypatch):
+    raw, snaps = _generated(tiny_settings, tmp_path)
+    pd.read_parquet(raw / "events.parquet").to_parquet(raw / "events.parquet", index=False, row_group_size=997)
+    calls, real = [], point_in_time._roll_up
+
+    def roll_up(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError("disk gone")
+        return real(*args)
+
+    monkeypatch.setattr(point_in_time, "_roll_up", roll_up)
+    outcome: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(outcome, compute_features, raw, snaps), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the build hung after a row group failed"
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError) and "disk gone" in str(outcome[0])
+
+
+def _capture(outcome: list, function, *args) -> None:
+    try:
+        function(*args)
+    except BaseException as error:  # noqa: BLE001 - handed to the test
+        outcome.append(error)
+
+
+def _generated(settings, tmp_path):
+    """Generated raw tables (settings' customers) and six monthly snapshots to the end of history."""
+    raw = tmp_path / "generated"
+    write_tables(generate_chunks(settings.data, seed=0), raw)
+    end = utc_datetime(settings.data.end_date)
+    return raw, [end - pd.Timedelta(days=30 * k) for k in range(6)]

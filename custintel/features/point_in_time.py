@@ -10,6 +10,7 @@ Features at a snapshot use only events strictly before it; labels use only event
 from __future__ import annotations
 
 from collections.abc import Iterator
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -306,55 +307,99 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _session_runs(b: _Build, cuts: _Cuts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The events of known customers rolled up per (customer, session, segment), sorted so: customer,
-    session id, segment and the events of each type (`_EVENT_TYPES`). Read a row group at a time, each
-    rolled up over its consecutive events; a run a row group boundary cuts is joined back in place, and
-    the runs are sorted and merged only where the rows were not in (customer, session) order."""
-    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    file = pq.ParquetFile(b.raw_dir / "events.parquet")
-    for batch in file.iter_batches(batch_size=_EVENT_BATCH, columns=["session_id", "customer_id", "event_ts",
-                                                                  "event_type"]):
-        ci, known = _lookup(b.ids, _ints(batch.column("customer_id")))
-        ts, nulls = _ns(batch.column("event_ts"))
-        kind, sess = _codes(batch.column("event_type"), _EVENT_TYPES), _ints(batch.column("session_id"))
-        if not (keep := known & ~nulls).all():
-            ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
-        if not len(ci):
-            continue
-        seg = cuts.seg(ts)
-        new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
-        run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
-        typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
-        typed = typed.reshape(len(starts), 5)[:, 1:].astype(np.int32)  # column 0: other event types
-        part = ci[starts], sess[starts], seg[starts], typed
-        if runs and all(prev[-1] == this[0] for prev, this in zip(runs[-1][:3], part[:3], strict=True)):
-            runs[-1][3][-1] += typed[0]  # the previous row group ended inside this run
-            part = tuple(a[1:] for a in part)
-        if len(part[0]):
-            runs.append(part)
-    if not runs:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int32)
-    ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
-    del runs
-    order = _sort(ci, sess, seg)
-    if order is None:  # every run is whole: (customer, session, segment) changes from one to the next
-        return ci, sess, seg, counts
-    ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
+_Runs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # customer, session id, segment, counts
+
+
+def _roll_up(b: _Build, cuts: _Cuts, batch: pa.RecordBatch) -> _Runs | None:
+    """A batch of events of known customers rolled up over its consecutive events of one (customer,
+    session, segment): each run's customer, session, segment and events of each type (`_EVENT_TYPES`)."""
+    ci, known = _lookup(b.ids, _ints(batch.column("customer_id")))
+    ts, nulls = _ns(batch.column("event_ts"))
+    kind, sess = _codes(batch.column("event_type"), _EVENT_TYPES), _ints(batch.column("session_id"))
+    if not (keep := known & ~nulls).all():
+        ci, ts, kind, sess = ci[keep], ts[keep], kind[keep], sess[keep]
+    if not len(ci):
+        return None
+    seg = cuts.seg(ts)
     new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
-    if not new.all():  # runs the sort brought together
-        run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
-        counts = np.stack([np.bincount(run, counts[:, k], minlength=len(starts)) for k in range(4)],
-                          axis=1).astype(np.int32)
-        ci, sess, seg = ci[starts], sess[starts], seg[starts]
-    return ci, sess, seg, counts
+    run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
+    typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
+    typed = typed.reshape(len(starts), 5)[:, 1:].astype(np.int32)  # column 0: other event types
+    return ci[starts], sess[starts], seg[starts], typed
 
 
-def _engagement(b: _Build) -> dict[str, np.ndarray]:
+class _SessionRuns:
+    """The events rolled up per (customer, session, segment), a row group at a time by whichever
+    threads call `work` (the order groups' thread takes the row groups left when it is done), in
+    batches of at most _EVENT_BATCH rows. `result` works too, waits for every row group, then joins
+    the batches in file order: a run a boundary cuts is joined back in place, and the runs are sorted
+    and merged only where the rows were not in (customer, session) order."""
+
+    _COLUMNS = ["session_id", "customer_id", "event_ts", "event_type"]
+
+    def __init__(self, b: _Build) -> None:
+        self.b, self.cuts, self.path = b, b.cuts(ENGAGEMENT), b.raw_dir / "events.parquet"
+        n = pq.ParquetFile(self.path).num_row_groups
+        self._lock, self._todo, self._taken = threading.Lock(), iter(range(n)), 0
+        self._parts: list[list[_Runs]] = [[] for _ in range(n)]
+        self._done, self._error = [threading.Event() for _ in range(n)], None
+
+    def work(self) -> None:
+        file = pq.ParquetFile(self.path)  # a reader per thread
+        while (group := self._take()) is not None:
+            try:
+                for batch in file.iter_batches(batch_size=_EVENT_BATCH, row_groups=[group], columns=self._COLUMNS):
+                    if (part := _roll_up(self.b, self.cuts, batch)) is not None:
+                        self._parts[group].append(part)
+            except BaseException as error:
+                self._error = error
+                raise
+            finally:
+                self._done[group].set()
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._error is not None or (group := next(self._todo, None)) is None:
+                return None
+            self._taken += 1
+            return group
+
+    def result(self) -> _Runs:
+        self.work()  # returns when every row group is taken (or one failed): wait for those taken
+        for done in self._done[:self._taken]:
+            done.wait()
+        if self._error is not None:
+            raise self._error
+        runs: list[_Runs] = []
+        for part in (part for parts in self._parts for part in parts):
+            if runs and all(prev[-1] == this[0] for prev, this in zip(runs[-1][:3], part[:3], strict=True)):
+                runs[-1][3][-1] += part[3][0]  # the previous batch ended inside this run
+                part = tuple(a[1:] for a in part)
+            if len(part[0]):
+                runs.append(part)
+        self._parts = []
+        if not runs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int32)
+        ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
+        del runs
+        order = _sort(ci, sess, seg)
+        if order is None:  # every run is whole: (customer, session, segment) changes from one to the next
+            return ci, sess, seg, counts
+        ci, sess, seg, counts = ci[order], sess[order], seg[order], counts[order]
+        new = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1]) | (seg[1:] != seg[:-1])]
+        if not new.all():  # runs the sort brought together
+            run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
+            counts = np.stack([np.bincount(run, counts[:, k], minlength=len(starts)) for k in range(4)],
+                              axis=1).astype(np.int32)
+            ci, sess, seg = ci[starts], sess[starts], seg[starts]
+        return ci, sess, seg, counts
+
+
+def _engagement(b: _Build, runs: _SessionRuns) -> dict[str, np.ndarray]:
     """Event counts by type per window; a session counts in a window where it has an event there, and
     is an abandoned cart in the 90 days where it has an add-to-cart but no checkout there."""
-    cuts, nc, ns = b.cuts(ENGAGEMENT), len(b.ids), len(b.snaps)
-    ci, sess, seg, counts = _session_runs(b, cuts)
+    cuts, nc, ns = runs.cuts, len(b.ids), len(b.snaps)
+    ci, sess, seg, counts = runs.result()
     out = {}
     by_type = cuts.tables(ci, seg, nc, *counts.T)  # one type at a time
     for name, cum in zip(("views", "searches", "cart_adds", "checkouts"), by_type, strict=True):
@@ -496,15 +541,18 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
             # mode="clip" (every cell is in range): with the default "raise", `out` is buffered
             np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)], mode="clip")
 
-    # the events roll-up (the largest input) runs on a second thread beside the order groups: most of
-    # both is numpy and pyarrow work that releases the GIL (benchmarks/feature_build.py)
-    engagement = _in_thread(_engagement, build) if ENGAGEMENT in groups else None
+    # the events roll-up (the largest input) runs on a second thread beside the order groups, which
+    # then take its row groups left: most of both is numpy and pyarrow work that releases the GIL
+    # (benchmarks/feature_build.py)
+    runs = _SessionRuns(build) if ENGAGEMENT in groups else None
+    engagement = _in_thread(_engagement, build, runs) if runs is not None else None
     orders = _orders(build)
     add(_purchase(build, orders))
     if BASKET in groups:
         add(_basket(build, orders))
     del orders
-    if engagement is not None:
+    if runs is not None and engagement is not None:
+        runs.work()
         add(engagement.result())
     if TEXT in groups:
         add(_text(build, _review_text(raw_dir, snapshots) if review_text is None else review_text))
