@@ -210,61 +210,69 @@ def _orders(b: _Build) -> dict[str, np.ndarray]:
     return o if order is None else {k: v[order] for k, v in o.items()}
 
 
-def _purchase(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+# The group functions yield each feature, a (snapshot, customer) table, as soon as it is final, and
+# drop what no later feature needs: the caller writes it into its column at once, so the build holds
+# a few tables at a time, not a group's (the peak memory is most of the build's time on a cold process).
+_Features = Iterator[tuple[str, np.ndarray]]
+
+
+def _purchase(b: _Build, o: dict[str, np.ndarray]) -> _Features:
     cuts, nc = b.cuts(PURCHASE), len(b.ids)
     whole = _Cuts.of(b.snaps, ())  # whole-history values need the snapshots only as cuts
     ci, ts, amount = o["ci"], o["ts"], o["amount"]
-    seg, wseg = cuts.seg(ts), whole.seg(ts)
-    after = np.r_[False, ci[1:] == ci[:-1]]  # an order with an earlier one of its customer: a gap
-    gap = np.where(after, np.r_[0, np.diff(ts)] / _NS_PER_DAY, 0.0)
-    count, spend = cuts.tables(ci, seg, nc, None, amount)
+    count, spend = cuts.tables(ci, cuts.seg(ts), nc, None, amount)
+    for d in (30, 90, 365):
+        yield f"orders_{d}d", cuts.window(count, d)
+        yield f"spend_{d}d", cuts.window(spend, d)
+    yield "orders_trend_30d", cuts.window(count, 30) - cuts.window(count, 60, 30)
+    yield "spend_trend_30d", cuts.window(spend, 30) - cuts.window(spend, 60, 30)
     n, total = cuts.before(count), cuts.before(spend)
-    spend2 = whole.before(whole.table(ci, wseg, nc, amount * amount))
-    n_gaps = np.maximum(n - 1, 0)  # every order but the first
-    gaps = whole.before(whole.table(ci, wseg, nc, gap))
-    gaps2 = whole.before(whole.table(ci, wseg, nc, gap * gap))
+    del count, spend
+    yield "frequency", n
+    yield "monetary_mean", _div(total, n)
+    wseg = whole.seg(ts)
+    yield "order_value_std", _std(total, whole.before(whole.table(ci, wseg, nc, amount * amount)), n)
+    del total
     # per (customer, segment) first / last order time and largest amount, then running min / max
     key = ci * whole.n + wseg  # sorted: orders are by customer and time
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
     ends = np.r_[starts[1:] - 1, len(key) - 1].astype(np.int64)
-    first = np.full(nc * whole.n, np.iinfo(np.int64).max)
-    last = np.full(nc * whole.n, np.iinfo(np.int64).min)
-    top = np.full(nc * whole.n, -np.inf)
+    del key
     at = wseg * nc + ci  # the (segment, customer) cell
-    first[at[starts]], last[at[ends]] = ts[starts], ts[ends]
-    if len(key):
+    cols, has = whole.col(0), n > 0
+    top = np.full(nc * whole.n, -np.inf)
+    if len(starts):
         top[at[starts]] = np.fmax.reduceat(amount, starts)
-    cols = whole.col(0)
-    first = _running(np.minimum, first.reshape(whole.n, nc))[cols]
-    last = _running(np.maximum, last.reshape(whole.n, nc))[cols]
-    top = _running(np.fmax, top.reshape(whole.n, nc))[cols]
-    has = n > 0
+    yield "order_value_max", np.where(has, _running(np.fmax, top.reshape(whole.n, nc))[cols], 0.0)
+    del top
     since_signup = b.days_since(b.signup)
+    yield "tenure_days", since_signup
+    last = np.full(nc * whole.n, np.iinfo(np.int64).min)
+    last[at[ends]] = ts[ends]
+    last = _running(np.maximum, last.reshape(whole.n, nc))[cols]
+    yield "recency_days", np.where(has, (b.snaps[:, None] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
+    del last
+    first = np.full(nc * whole.n, np.iinfo(np.int64).max)
+    first[at[starts]] = ts[starts]
+    first = _running(np.minimum, first.reshape(whole.n, nc))[cols]
     since_first = np.where(has, (b.snaps[:, None] - np.where(has, first, 0)) / _NS_PER_DAY, since_signup)
-    recency = np.where(has, (b.snaps[:, None] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
-    orders = {d: cuts.window(count, d) for d in (30, 90, 365)}
-    spends = {d: cuts.window(spend, d) for d in (30, 90, 365)}
-    return {
-        "recency_days": recency, "frequency": n, "monetary_mean": _div(total, n),
-        "spend_90d": spends[90], "orders_90d": orders[90], "tenure_days": since_signup,
-        "spend_30d": spends[30], "spend_365d": spends[365], "orders_30d": orders[30],
-        "orders_365d": orders[365], "order_value_std": _std(total, spend2, n),
-        "order_value_max": np.where(has, top, 0.0), "days_since_first_order": since_first,
-        "interpurchase_mean_days": _div(gaps, n_gaps, since_first),
-        "interpurchase_std_days": _std(gaps, gaps2, n_gaps),
-        "orders_trend_30d": orders[30] - cuts.window(count, 60, 30),
-        "spend_trend_30d": spends[30] - cuts.window(spend, 60, 30),
-    }
+    del first, since_signup, has, at
+    yield "days_since_first_order", since_first
+    after = np.r_[False, ci[1:] == ci[:-1]]  # an order with an earlier one of its customer: a gap
+    gap = np.where(after, np.r_[0, np.diff(ts)] / _NS_PER_DAY, 0.0)
+    n_gaps = np.maximum(n - 1, 0)  # every order but the first
+    gaps, gaps2 = (whole.before(t) for t in whole.tables(ci, wseg, nc, gap, gap * gap))
+    yield "interpurchase_mean_days", _div(gaps, n_gaps, since_first)
+    yield "interpurchase_std_days", _std(gaps, gaps2, n_gaps)
 
 
-def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _basket(b: _Build, o: dict[str, np.ndarray]) -> _Features:
     """A line is bought at its order's time, in its product's category; its return is known from
     max(order time, return time) on."""
     cuts, nc = b.cuts(BASKET), len(b.ids)
     t = b.read("order_lines", ["order_id", "product_id", "quantity", "unit_price", "discount", "return_ts"])
     by_id = np.argsort(o["order_id"], kind="stable")
     pos, in_orders = _lookup(o["order_id"][by_id], _ints(t["order_id"]))
-    row = by_id[pos]
     products = b.read("products", ["product_id", "category"])
     pid = _ints(products["product_id"])
     by_pid = np.argsort(pid, kind="stable")
@@ -272,15 +280,23 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     category = category.astype(np.min_scalar_type(len(category)))  # a small type sorts by radix
     ppos, in_products = _lookup(pid[by_pid], _ints(t["product_id"]))
     keep = in_orders & in_products
-    ci, order_ts, cat = o["ci"][row[keep]], o["ts"][row[keep]], category[ppos[keep]]
+    row = by_id[pos[keep]]
+    ci, order_ts, cat = o["ci"][row], o["ts"][row], category[ppos[keep]]
+    del by_id, pos, in_orders, ppos, in_products, row
     gross = (_floats(t["quantity"]) * _floats(t["unit_price"]))[keep]
     discount = gross * _floats(t["discount"])[keep]
     ret_ts, not_returned = _ns(t["return_ts"])
     returned = ~not_returned[keep]
-    seg = cuts.seg(order_ts)
-    n_lines, total, disc = (cuts.before(t) for t in cuts.tables(ci, seg, nc, None, gross, discount))
     known = cuts.seg(np.maximum(order_ts, ret_ts[keep])[returned])
-    n_returned = cuts.before(cuts.table(ci[returned], known, nc))
+    del t, ret_ts, not_returned, keep
+    seg = cuts.seg(order_ts)
+    del order_ts
+    n_lines, total, disc = (cuts.before(t) for t in cuts.tables(ci, seg, nc, None, gross, discount))
+    del discount
+    yield "discount_share", _div(disc, total)
+    del disc
+    yield "return_rate", _div(cuts.before(cuts.table(ci[returned], known, nc)), n_lines)
+    del n_lines, returned, known
     # per category (its lines a slice of those sorted by category) g, a customer's gross in it before
     # each cut: the largest over the categories, and sum(g ln g) - which changes only in the (segment,
     # customer) cells where the category has lines, so those changes are summed over the segments
@@ -296,15 +312,13 @@ def _basket(b: _Build, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         after = g.ravel()[hit]
         before = np.where(hit >= nc, g.ravel()[hit - nc], 0.0)  # the cell before: the same customer's
         change[hit] += _xlogx(after) - _xlogx(before)
+    del ci, seg, gross, cat, by_cat
+    yield "top_category_share", _div(top, total)
+    del top
     g_ln_g = _running(np.add, change.reshape(cuts.n, nc))[cuts.col(0)]
     safe = np.where(total > 0, total, 1)
-    return {
-        "discount_share": _div(disc, total),
-        "return_rate": _div(n_returned, n_lines),
-        # -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
-        "category_entropy": np.where(total > 0, np.maximum(np.log(safe) - g_ln_g / safe, 0), 0.0),
-        "top_category_share": _div(top, total),
-    }
+    # -sum(p ln p) with p = g / G is ln G - sum(g ln g) / G
+    yield "category_entropy", np.where(total > 0, np.maximum(np.log(safe) - g_ln_g / safe, 0), 0.0)
 
 
 _Runs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # customer, session id, segment, counts
@@ -395,16 +409,15 @@ class _SessionRuns:
         return ci, sess, seg, counts
 
 
-def _engagement(b: _Build, runs: _SessionRuns) -> dict[str, np.ndarray]:
+def _engagement(b: _Build, runs: _SessionRuns) -> _Features:
     """Event counts by type per window; a session counts in a window where it has an event there, and
     is an abandoned cart in the 90 days where it has an add-to-cart but no checkout there."""
     cuts, nc, ns = runs.cuts, len(b.ids), len(b.snaps)
     ci, sess, seg, counts = runs.result()
-    out = {}
     by_type = cuts.tables(ci, seg, nc, *counts.T)  # one type at a time
     for name, cum in zip(("views", "searches", "cart_adds", "checkouts"), by_type, strict=True):
         for d in (7, 30):
-            out[f"{name}_{d}d"] = cuts.window(cum, d)
+            yield f"{name}_{d}d", cuts.window(cum, d)
     del cum
     cart, checkout = counts[:, 2] > 0, counts[:, 3] > 0
     new_sess = np.r_[True, (ci[1:] != ci[:-1]) | (sess[1:] != sess[:-1])]
@@ -439,22 +452,17 @@ def _engagement(b: _Build, runs: _SessionRuns) -> dict[str, np.ndarray]:
         has_cart, has_checkout = any_in(in_90 & m_cart), any_in(in_90 & m_checkout)
         counts["cart_sessions_90d"][s] += per_customer(has_cart)
         counts["abandoned_90d"][s] += per_customer(has_cart & ~has_checkout)
-    return {
-        "sessions_7d": counts["sessions_7d"], "sessions_30d": counts["sessions_30d"],
-        "views_7d": out["views_7d"], "views_30d": out["views_30d"],
-        "searches_7d": out["searches_7d"], "searches_30d": out["searches_30d"],
-        "cart_adds_7d": out["cart_adds_7d"], "cart_adds_30d": out["cart_adds_30d"],
-        "checkouts_7d": out["checkouts_7d"], "checkouts_30d": out["checkouts_30d"],
-        "cart_sessions_90d": counts["cart_sessions_90d"],
-        "cart_abandon_rate_90d": _div(counts["abandoned_90d"], counts["cart_sessions_90d"]),
-        "sessions_trend_30d": counts["sessions_30d"] - counts["sessions_prev_30d"],
-    }
+    yield "sessions_7d", counts["sessions_7d"]
+    yield "sessions_30d", counts["sessions_30d"]
+    yield "sessions_trend_30d", counts["sessions_30d"] - counts["sessions_prev_30d"]
+    yield "cart_sessions_90d", counts["cart_sessions_90d"]
+    yield "cart_abandon_rate_90d", _div(counts["abandoned_90d"], counts["cart_sessions_90d"])
 
 
 # The text group reads `review_text` (one row per review with text: its sentiment and projected
 # embedding, custintel.features.text) beside `reviews`; reviews without text count in review_count
 # and mean_rating only. Means are 0 where a customer has no review (with text) before the snapshot.
-def _text(b: _Build, review_text: pd.DataFrame) -> dict[str, np.ndarray]:
+def _text(b: _Build, review_text: pd.DataFrame) -> _Features:
     cuts, nc = b.cuts(TEXT), len(b.ids)
     t = b.read("reviews", ["review_id", "customer_id", "review_ts", "rating"])
     ci, known = _lookup(b.ids, _ints(t["customer_id"]))
@@ -464,13 +472,12 @@ def _text(b: _Build, review_text: pd.DataFrame) -> dict[str, np.ndarray]:
     columns = ["review_sentiment", *REVIEW_EMB_FEATURES]
     reviews = reviews.merge(review_text[["review_id", *columns]], on="review_id", how="left")
     ci, seg = reviews["ci"].to_numpy(), reviews["seg"].to_numpy()
-    out = {"review_count": cuts.before(cuts.table(ci, seg, nc))}
+    yield "review_count", cuts.before(cuts.table(ci, seg, nc))
     for name, column in (("mean_rating", "rating"), *((c, c) for c in columns)):
         x = reviews[column].to_numpy(dtype=np.float64)
         there = ~np.isnan(x)
-        out[name] = _div(cuts.before(cuts.table(ci[there], seg[there], nc, x[there])),
-                         cuts.before(cuts.table(ci[there], seg[there], nc)))
-    return out
+        total, count = cuts.tables(ci[there], seg[there], nc, x[there], None)
+        yield name, _div(cuts.before(total), cuts.before(count))
 
 _LABELS_SQL = f"""
 SELECT cs.customer_id AS {ENTITY_KEY}, cs.snapshot_ts AS {TIMESTAMP},
@@ -536,16 +543,19 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
 
     cells = rows_s * len(ids) + rows_ci  # each row's cell of a (snapshot, customer) table
 
-    def add(values: dict[str, np.ndarray]) -> None:  # (snapshot, customer) tables -> row columns
-        for name, v in values.items():
+    written: set[str] = set()
+
+    def add(features: _Features) -> None:  # (snapshot, customer) tables -> row columns, one at a time
+        for name, v in features:
             # mode="clip" (every cell is in range): with the default "raise", `out` is buffered
             np.take(np.asarray(v, dtype=np.float64).ravel(), cells, out=block[names.index(name)], mode="clip")
+            written.add(name)
 
     # the events roll-up (the largest input) runs on a second thread beside the order groups, which
     # then take its row groups left: most of both is numpy and pyarrow work that releases the GIL
-    # (benchmarks/feature_build.py)
+    # (benchmarks/feature_build.py); each thread writes its own features' columns
     runs = _SessionRuns(build) if ENGAGEMENT in groups else None
-    engagement = _in_thread(_engagement, build, runs) if runs is not None else None
+    engagement = _in_thread(add, _engagement(build, runs)) if runs is not None else None
     orders = _orders(build)
     add(_purchase(build, orders))
     if BASKET in groups:
@@ -553,9 +563,11 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     del orders
     if runs is not None and engagement is not None:
         runs.work()
-        add(engagement.result())
+        engagement.result()
     if TEXT in groups:
         add(_text(build, _review_text(raw_dir, snapshots) if review_text is None else review_text))
+    if missing := [name for name in names if name not in written]:
+        raise RuntimeError(f"feature build left {missing} unset")  # a bug here, never the data
     frame = pd.DataFrame(block.T, columns=names, copy=False)
     frame.insert(0, TIMESTAMP, pd.to_datetime(build.snaps[rows_s], utc=True).as_unit("us"))
     frame.insert(0, ENTITY_KEY, ids[rows_ci])
