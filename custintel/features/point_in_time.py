@@ -82,7 +82,7 @@ class _Cuts:
     def tables(self, ci: np.ndarray, seg: np.ndarray, n_customers: int,
                *weights: np.ndarray | None) -> Iterator[np.ndarray]:
         """`table` for each of `weights` over the same rows, one at a time."""
-        cells = seg * n_customers + ci
+        cells = np.multiply(seg, n_customers, dtype=np.int64) + ci  # seg and ci may be of small types
         for w in weights:
             yield _running(np.add, np.bincount(cells, w, minlength=n_customers * self.n).reshape(self.n, n_customers))
 
@@ -339,7 +339,9 @@ def _roll_up(b: _Build, cuts: _Cuts, batch: pa.RecordBatch) -> _Runs | None:
     run, starts = np.cumsum(new) - 1, np.flatnonzero(new)
     typed = np.bincount(run * (len(_EVENT_TYPES) + 1) + kind + 1, minlength=len(starts) * 5)
     typed = typed.reshape(len(starts), 5)[:, 1:].astype(np.int32)  # column 0: other event types
-    return ci[starts], sess[starts], seg[starts], typed
+    # the smallest types that hold every customer and segment: a run is kept until all are rolled up
+    small = np.min_scalar_type(-len(b.ids)), np.min_scalar_type(-cuts.n)
+    return ci[starts].astype(small[0]), sess[starts], seg[starts].astype(small[1]), typed
 
 
 class _SessionRuns:
@@ -394,8 +396,9 @@ class _SessionRuns:
         self._parts = []
         if not runs:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int32)
-        ci, sess, seg, counts = (np.concatenate(part) for part in zip(*runs, strict=True))
+        columns = [list(column) for column in zip(*runs, strict=True)]
         del runs
+        ci, sess, seg, counts = (_concatenate(column) for column in columns)
         order = _sort(ci, sess, seg)
         if order is None:  # every run is whole: (customer, session, segment) changes from one to the next
             return ci, sess, seg, counts
@@ -407,6 +410,17 @@ class _SessionRuns:
                               axis=1).astype(np.int32)
             ci, sess, seg = ci[starts], sess[starts], seg[starts]
         return ci, sess, seg, counts
+
+
+def _concatenate(pieces: list[np.ndarray]) -> np.ndarray:
+    """The pieces end to end, each dropped from the list once copied (one column's copy at a time)."""
+    out = np.empty((sum(len(p) for p in pieces), *pieces[0].shape[1:]), dtype=pieces[0].dtype)
+    at = 0
+    for k, piece in enumerate(pieces):
+        out[at:at + len(piece)] = piece
+        at += len(piece)
+        pieces[k] = None
+    return out
 
 
 def _engagement(b: _Build, runs: _SessionRuns) -> _Features:
