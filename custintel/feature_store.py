@@ -89,7 +89,8 @@ def arrange_sqlite_tables(store, layout: str) -> list[str]:
 
     versioning = store.config.registry.enable_online_feature_view_versioning
     tables = [_table_id(store.project, view, versioning) for view in store.list_feature_views()]
-    changed = sqlite_layout.arrange(store._get_provider().online_store._get_conn(store.config), tables, layout)
+    conn = store._get_provider().online_store._get_conn(store.config)
+    changed = sqlite_layout.arrange(conn, tables, layout)
     if changed:
         log.info("SQLite online tables now in the %s layout: %s", layout, changed)
     return changed

@@ -70,7 +70,8 @@ def _rebuild(conn: sqlite3.Connection, table: str, layout: str) -> None:
     """Copy `table` into a new table of `layout` and rename it over the old one, in one transaction."""
     columns = conn.execute(f"PRAGMA table_info({quote_identifier(table)})").fetchall()
     names = [quote_identifier(column[1]) for column in columns]
-    definitions = ", ".join(f"{name} {column[2]}".rstrip() for name, column in zip(names, columns))
+    definitions = ", ".join(f"{name} {column[2]}".rstrip()
+                            for name, column in zip(names, columns, strict=True))
     staging = quote_identifier(table + "__custintel_rebuild")
     suffix = " WITHOUT ROWID" if layout == "compact" else ""
     if conn.in_transaction:

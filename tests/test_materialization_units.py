@@ -39,7 +39,8 @@ def _epoch_seconds(column: pd.Series) -> list[float]:
 
 
 @pytest.mark.parametrize("unit,tz", [("ns", "UTC"), ("us", "UTC"), ("ms", None), ("s", "UTC")])
-def test_newest_rows_skips_row_groups_outside_the_window_and_equals_brute_force(tmp_path, unit, tz, monkeypatch):
+def test_newest_rows_skips_row_groups_outside_the_window_and_equals_brute_force(tmp_path, unit, tz,
+                                                                               monkeypatch):
     frame = _frame(seed=len(unit))
     path = tmp_path / "offline.parquet"
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -47,7 +48,8 @@ def test_newest_rows_skips_row_groups_outside_the_window_and_equals_brute_force(
     pq.write_table(table, path, row_group_size=500)  # 8 row groups, each a stretch of time
     start, end = datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 8, 31, tzinfo=UTC)
     view = SimpleNamespace(features=[SimpleNamespace(name="x"), SimpleNamespace(name="y")])
-    job = materialization._SourceJob(str(path), "event_timestamp", None, {}, ["customer_id"], start, end, [view])
+    job = materialization._SourceJob(str(path), "event_timestamp", None, {}, ["customer_id"], start, end,
+                                     [view])
 
     asked = []
     real = materialization._may_hold

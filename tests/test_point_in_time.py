@@ -92,13 +92,15 @@ def test_events_roll_up_the_same_in_any_row_order_and_batch_size(tiny_settings, 
     events.to_parquet(raw / "events.parquet", index=False, row_group_size=1013)
     assert pq.ParquetFile(raw / "events.parquet").num_row_groups > 10
     pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)
-    events.sample(frac=1.0, random_state=3).to_parquet(raw / "events.parquet", index=False, row_group_size=1013)
+    shuffled = events.sample(frac=1.0, random_state=3)
+    shuffled.to_parquet(raw / "events.parquet", index=False, row_group_size=1013)
     pd.testing.assert_frame_equal(compute_features(raw, snaps), whole)
 
 
 def test_a_failing_event_row_group_fails_the_build_without_hanging(tiny_settings, tmp_path, monkeypatch):
     raw, snaps = _generated(tiny_settings, tmp_path)
-    pd.read_parquet(raw / "events.parquet").to_parquet(raw / "events.parquet", index=False, row_group_size=997)
+    events = pd.read_parquet(raw / "events.parquet")
+    events.to_parquet(raw / "events.parquet", index=False, row_group_size=997)
     calls, real = [], point_in_time._roll_up
 
     def roll_up(*args):

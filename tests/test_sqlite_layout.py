@@ -32,11 +32,13 @@ def _layouts(store) -> set[str]:
 
 
 def _page_size(store) -> int:
-    return store._get_provider().online_store._get_conn(store.config).execute("PRAGMA page_size").fetchone()[0]
+    conn = store._get_provider().online_store._get_conn(store.config)
+    return conn.execute("PRAGMA page_size").fetchone()[0]
 
 
 def test_compact_and_feast_layouts_hold_the_same_rows_and_convert_both_ways(tmp_path):
-    feast_settings, compact_settings = _settings(tmp_path, "feast", "feast"), _settings(tmp_path, "compact", "compact")
+    feast_settings = _settings(tmp_path, "feast", "feast")
+    compact_settings = _settings(tmp_path, "compact", "compact")
     frame = _offline_frame(feast_settings, n_customers=60, stale=5, seed=2)
     feast_store, compact = _store(feast_settings, frame), _store(compact_settings, frame)
     assert _layouts(feast_store) == {"feast"} and _layouts(compact) == {"compact"}

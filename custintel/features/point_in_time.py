@@ -9,8 +9,8 @@ Features at a snapshot use only events strictly before it; labels use only event
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -84,7 +84,8 @@ class _Cuts:
         """`table` for each of `weights` over the same rows, one at a time."""
         cells = np.multiply(seg, n_customers, dtype=np.int64) + ci  # seg and ci may be of small types
         for w in weights:
-            yield _running(np.add, np.bincount(cells, w, minlength=n_customers * self.n).reshape(self.n, n_customers))
+            dense = np.bincount(cells, w, minlength=n_customers * self.n)
+            yield _running(np.add, dense.reshape(self.n, n_customers))
 
     def col(self, days: int) -> np.ndarray:
         """Per snapshot, the column of a cumulative table holding rows before snapshot - `days`."""
@@ -250,7 +251,9 @@ def _purchase(b: _Build, o: dict[str, np.ndarray]) -> _Features:
     last = np.full(nc * whole.n, np.iinfo(np.int64).min)
     last[at[ends]] = ts[ends]
     last = _running(np.maximum, last.reshape(whole.n, nc))[cols]
-    yield "recency_days", np.where(has, (b.snaps[:, None] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
+    recency = np.where(has, (b.snaps[:, None] - np.where(has, last, 0)) / _NS_PER_DAY, since_signup)
+    yield "recency_days", recency
+    del recency
     del last
     first = np.full(nc * whole.n, np.iinfo(np.int64).max)
     first[at[starts]] = ts[starts]
@@ -364,7 +367,8 @@ class _SessionRuns:
         file = pq.ParquetFile(self.path)  # a reader per thread
         while (group := self._take()) is not None:
             try:
-                for batch in file.iter_batches(batch_size=_EVENT_BATCH, row_groups=[group], columns=self._COLUMNS):
+                for batch in file.iter_batches(batch_size=_EVENT_BATCH, row_groups=[group],
+                                               columns=self._COLUMNS):
                     if (part := _roll_up(self.b, self.cuts, batch)) is not None:
                         self._parts[group].append(part)
             except BaseException as error:
@@ -395,7 +399,8 @@ class _SessionRuns:
                 runs.append(part)
         self._parts = []
         if not runs:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int32)
+            none = np.zeros(0, np.int64)
+            return none, none, none, np.zeros((0, 4), np.int32)
         columns = [list(column) for column in zip(*runs, strict=True)]
         del runs
         ci, sess, seg, counts = (_concatenate(column) for column in columns)
