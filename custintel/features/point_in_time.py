@@ -222,11 +222,15 @@ def _purchase(b: _Build, o: dict[str, np.ndarray]) -> _Features:
     whole = _Cuts.of(b.snaps, ())  # whole-history values need the snapshots only as cuts
     ci, ts, amount = o["ci"], o["ts"], o["amount"]
     count, spend = cuts.tables(ci, cuts.seg(ts), nc, None, amount)
-    for d in (30, 90, 365):
+    orders_30, spend_30 = cuts.window(count, 30), cuts.window(spend, 30)
+    yield "orders_30d", orders_30
+    yield "spend_30d", spend_30
+    yield "orders_trend_30d", orders_30 - cuts.window(count, 60, 30)
+    yield "spend_trend_30d", spend_30 - cuts.window(spend, 60, 30)
+    del orders_30, spend_30
+    for d in (90, 365):
         yield f"orders_{d}d", cuts.window(count, d)
         yield f"spend_{d}d", cuts.window(spend, d)
-    yield "orders_trend_30d", cuts.window(count, 30) - cuts.window(count, 60, 30)
-    yield "spend_trend_30d", cuts.window(spend, 30) - cuts.window(spend, 60, 30)
     n, total = cuts.before(count), cuts.before(spend)
     del count, spend
     yield "frequency", n
@@ -580,7 +584,7 @@ def compute_features(raw_dir: Path, snapshots: list[datetime],
     if BASKET in groups:
         add(_basket(build, orders))
     del orders
-    if runs is not None and engagement is not None:
+    if runs is not None:  # and so engagement
         runs.work()
         engagement.result()
     if TEXT in groups:
